@@ -1,0 +1,106 @@
+"""x86-64 4-level page tables kept in guest memory, written by the host.
+
+Facts (PVM.md): KVM shadows these tables. Adding a mapping is seen at the next fault;
+removing or downgrading one is NOT seen until the old frame's host mapping is dropped
+(``PhysMem.invalidate``/``discard``). Callers that remove or downgrade mappings must
+therefore invalidate the old frames; this module only edits entries and reports them.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from quark.core.guest.layout import KBASE, PAGE
+from quark.core.memory import FrameAllocator
+from quark.core.memory_ffi import PhysMem
+
+P, RW, US, PWT, PCD, A, D, PS, G = 1, 2, 4, 8, 16, 32, 64, 128, 256
+NX = 1 << 63
+ADDR_MASK = 0x000F_FFFF_FFFF_F000
+_TABLE = P | RW | US        # intermediate entries grant everything; leaves restrict
+
+_Q = struct.Struct("<Q")
+_KSLOT = (KBASE >> 39) & 511
+
+
+class PageTable:
+    """One address space's tables. The last lower-half PML4 slot points at the shared
+    table of the machine's own pages (``kernel_pdpt``)."""
+
+    __slots__ = ("mem", "buf", "alloc", "root", "_pt", "_tables")
+
+    def __init__(self, mem: PhysMem, alloc: FrameAllocator, kernel_pdpt: int | None) -> None:
+        self.mem = mem
+        self.buf = mem.map
+        self.alloc = alloc
+        self.root = alloc.alloc()
+        self._tables: list[int] = [self.root]   # every table frame this space owns
+        self._pt: dict[int, int] = {}           # va >> 21 -> leaf table frame
+        if kernel_pdpt is not None:
+            _Q.pack_into(self.buf, self.root + 8 * _KSLOT, kernel_pdpt | _TABLE)
+
+    def _leaf_table(self, va: int, create: bool) -> int:
+        key = va >> 21
+        pt = self._pt.get(key)
+        if pt is not None or not create:
+            return pt or 0
+        table = self.root
+        for shift in (39, 30, 21):
+            slot = table + 8 * ((va >> shift) & 511)
+            e = _Q.unpack_from(self.buf, slot)[0]
+            if e & P:
+                table = e & ADDR_MASK
+                continue
+            new = self.alloc.alloc()
+            self._tables.append(new)
+            _Q.pack_into(self.buf, slot, new | _TABLE)
+            table = new
+        self._pt[key] = table
+        return table
+
+    def map(self, va: int, pa: int, flags: int) -> int:
+        """Set the leaf entry for ``va``; returns the entry it replaced (0 if none)."""
+        pt = self._leaf_table(va, True)
+        slot = pt + 8 * ((va >> 12) & 511)
+        old = _Q.unpack_from(self.buf, slot)[0]
+        _Q.pack_into(self.buf, slot, (pa & ADDR_MASK) | flags | P)
+        return int(old)
+
+    def unmap(self, va: int) -> int:
+        """Clear the leaf entry for ``va``; returns it (0 if there was none)."""
+        pt = self._leaf_table(va, False)
+        if not pt:
+            return 0
+        slot = pt + 8 * ((va >> 12) & 511)
+        old = _Q.unpack_from(self.buf, slot)[0]
+        if old:
+            _Q.pack_into(self.buf, slot, 0)
+        return int(old)
+
+    def entry(self, va: int) -> int:
+        """The leaf entry for ``va`` or 0."""
+        pt = self._pt.get(va >> 21)
+        if not pt:
+            return 0
+        return int(_Q.unpack_from(self.buf, pt + 8 * ((va >> 12) & 511))[0])
+
+    def set_flags(self, va: int, flags: int) -> int:
+        """Keep the frame, replace the permission bits; returns the old entry."""
+        pt = self._leaf_table(va, False)
+        if not pt:
+            return 0
+        slot = pt + 8 * ((va >> 12) & 511)
+        old = _Q.unpack_from(self.buf, slot)[0]
+        if old & P:
+            _Q.pack_into(self.buf, slot, (old & ADDR_MASK) | flags | P)
+        return int(old)
+
+    def release(self) -> None:
+        """Free the table frames (not the frames they map: the owner frees those)."""
+        self.alloc.free_many(self._tables)
+        self._tables = []
+        self._pt.clear()
+
+
+def frame_of(entry: int) -> int:
+    return entry & ADDR_MASK

@@ -1,0 +1,210 @@
+"""A vCPU: its machine pages (GDT, TSS, RSP0 stack, gate, mailbox), its registers,
+and the primitive ways into guest user mode.
+
+A vCPU is driven by exactly one host thread at a time (the thread of the task that
+owns it); these methods are not thread-safe and never touch asyncio objects.
+Returning to user mode has three shapes, picked by where the vCPU stopped:
+- after a system call (``out 0x80`` in the gate, CPL 3): write the result to the
+  mailbox and re-run; to change user registers, KVM_SET_REGS directly;
+- after an exception (``out 0x81`` in a vector stub, CPL 0): edit the iret frame on
+  the RSP0 stack and general registers, re-run; the stub's ``iretq`` does the rest;
+- from nothing (new task, exec, fork child): :meth:`enter_user` puts the vCPU at CPL 0
+  on the ``enter_user`` trampoline with an iret frame describing the user state.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from enum import Enum
+
+from quark.core import kvm_ffi
+from quark.core.guest import layout as L
+from quark.core.pagetable import NX, RW, US
+
+_Q = struct.Struct("<Q")
+_FRAME = struct.Struct("<7Q")
+_IRET = struct.Struct("<5Q")
+_MAILBOX = struct.Struct("<7Q")
+
+CR0 = 0x80050033            # PG, AM, WP, NE, ET, MP, PE
+CR4 = 0x10620 | 0x40000     # FSGSBASE, OSXMMEXCPT, OSFXSR, PAE, OSXSAVE (PVM.md)
+EFER = 0xD01                # NXE, LMA, LME, SCE
+XCR0 = 7                    # x87, SSE, AVX state enabled for user code
+MSR_STAR = 0xC0000081
+MSR_LSTAR = 0xC0000082
+MSR_CSTAR = 0xC0000083
+MSR_SFMASK = 0xC0000084
+MSR_FS_BASE = 0xC0000100
+MSR_PVM_PROBE = 0x4B564D11
+
+USER_RFLAGS = 0x202
+
+
+class VcpuState(Enum):
+    IDLE = "idle"          # in the pool, no task
+    RUNNING = "running"    # a task's thread is driving it
+    FINISHED = "finished"  # machine torn down
+
+
+def _gdt(tss_kva: int, tss_limit: int) -> bytes:
+    entries = [
+        0,
+        0,
+        0x00AF9A000000FFFF,   # 0x10 kernel code, 64-bit
+        0x00CF92000000FFFF,   # 0x18 kernel data
+        0x00CFFA000000FFFF,   # 0x23 user code, 32-bit
+        0x00CFF2000000FFFF,   # 0x2b user data
+        0x00AFFA000000FFFF,   # 0x33 user code, 64-bit
+    ]
+    low = ((tss_limit & 0xFFFF) | ((tss_kva & 0xFFFFFF) << 16) | (0x89 << 40)
+           | (((tss_limit >> 16) & 0xF) << 48) | (((tss_kva >> 24) & 0xFF) << 56))
+    high = tss_kva >> 32
+    return struct.pack("<9Q", *entries, low, high)
+
+
+_IOMAP_BASE = 104
+_IOMAP_BYTES = 32          # ports 0..255; everything past the limit is denied
+
+
+def _tss(rsp0: int) -> tuple[bytes, int]:
+    tss = bytearray(_IOMAP_BASE + _IOMAP_BYTES + 1)
+    struct.pack_into("<Q", tss, 4, rsp0)
+    struct.pack_into("<H", tss, 102, _IOMAP_BASE)
+    bitmap = bytearray(b"\xff" * _IOMAP_BYTES)
+    bitmap[L.PORT_SYSCALL // 8] &= ~(1 << (L.PORT_SYSCALL % 8)) & 0xFF
+    tss[_IOMAP_BASE:_IOMAP_BASE + _IOMAP_BYTES] = bitmap
+    tss[-1] = 0xFF          # the bitmap must end with a byte of ones
+    return bytes(tss), len(tss) - 1
+
+
+class Vcpu:
+    def __init__(self, machine: "Machine", index: int) -> None:  # type: ignore[name-defined]  # noqa: F821
+        self.machine = machine
+        self.index = index
+        self.state = VcpuState.IDLE
+        self.thread_ident = 0
+        mem = machine.mem
+        base = L.vcpu_pa(index)
+        self.base_pa = base
+        self.mailbox_pa = base + L.VCPU_MAILBOX
+        self.stack_top_kva = L.kva(base + L.VCPU_STACK_TOP)
+        self.frame_pa = base + L.VCPU_STACK_TOP - 8 * 7       # fault frame (7 words)
+        self.iret_pa = base + L.VCPU_STACK_TOP - 8 * 5        # enter_user frame
+        self.gate_kva = L.kva(base + L.VCPU_GATE)
+        self.gate_end_kva = self.gate_kva + L.PAGE
+
+        tss, tss_limit = _tss(self.stack_top_kva)
+        mem.map[base + L.VCPU_TSS:base + L.VCPU_TSS + len(tss)] = tss
+        gdt = _gdt(L.kva(base + L.VCPU_TSS), tss_limit)
+        mem.map[base + L.VCPU_GDT:base + L.VCPU_GDT + len(gdt)] = gdt
+        gate = machine.stub[L.STUB_GATE:L.STUB_GATE + L.PAGE]
+        mem.map[base + L.VCPU_GATE:base + L.VCPU_GATE + L.PAGE] = gate
+        machine.map_machine_pages([
+            (base + L.VCPU_GDT, RW | NX),
+            (base + L.VCPU_TSS, RW | NX),
+            (base + L.VCPU_STACK, RW | NX),
+            (base + L.VCPU_STACK + L.PAGE, RW | NX),
+            (base + L.VCPU_GATE, US),             # user: read + execute, no write
+            (base + L.VCPU_MAILBOX, US | RW | NX),
+        ])
+
+        self.fd = kvm_ffi.create_vcpu(machine.vm_fd, index)
+        self.run = kvm_ffi.RunPage(self.fd, machine.run_size)
+        kvm_ffi.set_cpuid(self.fd, machine.cpuid)
+        kvm_ffi.set_msrs(self.fd, {
+            MSR_STAR: 0x0023001000000000,
+            MSR_LSTAR: self.gate_kva,
+            MSR_CSTAR: self.gate_kva,
+            MSR_SFMASK: 0,     # keep RFLAGS: the gate runs in user mode
+        })
+        self.sregs = kvm_ffi.get_sregs(self.fd, kvm_ffi.Sregs())
+        self._init_sregs(base, tss_limit)
+        kvm_ffi.set_xcr0(self.fd, XCR0)
+        self.regs = kvm_ffi.Regs()
+
+    def _init_sregs(self, base: int, tss_limit: int) -> None:
+        s = self.sregs
+
+        def seg(sg: kvm_ffi.Segment, sel: int, typ: int, code: bool) -> None:
+            sg.base, sg.limit, sg.selector, sg.type = 0, 0xFFFFFFFF, sel, typ
+            sg.present, sg.dpl, sg.s, sg.g, sg.avl, sg.unusable = 1, 0, 1, 1, 0, 0
+            sg.l, sg.db = (1, 0) if code else (0, 1)
+
+        seg(s.cs, L.SEL_KCODE, 11, True)
+        for sg in (s.ds, s.es, s.ss):
+            seg(sg, L.SEL_KDATA, 3, False)
+        for sg in (s.fs, s.gs):
+            seg(sg, 0, 3, False)
+        s.tr.base, s.tr.limit, s.tr.selector, s.tr.type = L.kva(base + L.VCPU_TSS), tss_limit, L.SEL_TSS, 11
+        s.tr.present, s.tr.s, s.tr.dpl, s.tr.g, s.tr.l, s.tr.db, s.tr.unusable = 1, 0, 0, 0, 0, 0, 0
+        s.gdt.base, s.gdt.limit = L.kva(base + L.VCPU_GDT), 9 * 8 - 1
+        s.idt.base, s.idt.limit = L.kva(L.IDT_PA), 256 * 16 - 1
+        s.cr0, s.cr4, s.efer = CR0, CR4, EFER
+
+    # ---- entering user mode
+
+    def enter_user(self, cr3: int, fs_base: int, regs: kvm_ffi.Regs) -> None:
+        """Set the vCPU to start user mode at ``regs`` (rip, rsp, rflags and all GPRs)
+        in address space ``cr3`` the next time it runs."""
+        _IRET.pack_into(self.machine.mem.map, self.iret_pa,
+                        regs.rip, L.SEL_UCODE, (regs.rflags | 0x2) & 0x3C0FD5 | 0x200,
+                        regs.rsp, L.SEL_UDATA)
+        s = self.sregs
+        s.cr3 = cr3
+        s.fs.base = fs_base
+        s.cs.selector, s.cs.dpl, s.cs.type, s.cs.l, s.cs.db = L.SEL_KCODE, 0, 11, 1, 0
+        s.ss.selector, s.ss.dpl, s.ss.type = L.SEL_KDATA, 0, 3
+        kvm_ffi.set_sregs(self.fd, s)
+        k = kvm_ffi.Regs.from_buffer_copy(regs)
+        k.rip = L.kva(L.STUB_PA + L.STUB_ENTER_USER)
+        k.rsp = L.kva(self.iret_pa)
+        k.rflags = 0x2
+        kvm_ffi.set_regs(self.fd, k)
+
+    def set_fs_base(self, fs_base: int) -> None:
+        s = kvm_ffi.get_sregs(self.fd, self.sregs)
+        s.fs.base = fs_base
+        kvm_ffi.set_sregs(self.fd, s)
+
+    # ---- at a syscall exit
+
+    def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
+        return _MAILBOX.unpack_from(self.machine.mem.map, self.mailbox_pa)  # type: ignore[return-value]
+
+    def set_syscall_result(self, value: int) -> None:
+        _Q.pack_into(self.machine.mem.map, self.mailbox_pa, value & 0xFFFFFFFFFFFFFFFF)
+
+    def get_regs(self) -> kvm_ffi.Regs:
+        return kvm_ffi.get_regs(self.fd, kvm_ffi.Regs())
+
+    def set_regs(self, regs: kvm_ffi.Regs) -> None:
+        kvm_ffi.set_regs(self.fd, regs)
+
+    # ---- at an exception exit
+
+    def fault_frame(self) -> tuple[int, int, int, int, int, int, int]:
+        """(vector, error, rip, cs, rflags, rsp, ss) of the exception being reported."""
+        return _FRAME.unpack_from(self.machine.mem.map, self.frame_pa)  # type: ignore[return-value]
+
+    def set_fault_return(self, rip: int, rsp: int, rflags: int) -> None:
+        """Make the stub's iretq resume user mode at rip/rsp (signal delivery)."""
+        _IRET.pack_into(self.machine.mem.map, self.frame_pa + 16,
+                        rip, L.SEL_UCODE, (rflags | 0x2) & 0x3C0FD5 | 0x200, rsp, L.SEL_UDATA)
+
+    def cr2(self) -> int:
+        return int(kvm_ffi.get_sregs(self.fd, self.sregs).cr2)
+
+    # ---- running
+
+    def kick(self, signo: int) -> None:
+        """Make a concurrent KVM_RUN of this vCPU return EINTR soon."""
+        self.run.set_immediate_exit(True)
+        if self.thread_ident:
+            kvm_ffi.kick_thread(self.thread_ident, signo)
+
+    def close(self) -> None:
+        self.state = VcpuState.FINISHED
+        self.run.close()
+        os.close(self.fd)
+

@@ -1,0 +1,126 @@
+"""The virtual machine: KVM VM fd, guest memory, the machine's own pages (IDT, stub,
+per-vCPU pages) and a pool of vCPUs."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from pathlib import Path
+
+from quark.core import kvm_ffi
+from quark.core.guest import layout as L
+from quark.core.memory import FrameAllocator
+from quark.core.memory_ffi import PhysMem
+from quark.core.pagetable import NX, PageTable
+from quark.core.vcpu import Vcpu, VcpuState
+
+# Vectors user mode may raise with an `int n` instruction (Linux: int3 and into).
+_USER_VECTORS = {3, 4}
+
+
+class Machine:
+    """One KVM VM with ``mem_size`` bytes of guest memory."""
+
+    def __init__(self, mem_size: int, stub: bytes | None = None) -> None:
+        self.kvm_fd = kvm_ffi.open_kvm()
+        try:
+            self.vm_fd = kvm_ffi.create_vm(self.kvm_fd)
+        except kvm_ffi.KvmError as e:
+            raise kvm_ffi.KvmError(e.errno, f"creating the VM: {e.strerror}") from e
+        self.mem = PhysMem(mem_size)
+        kvm_ffi.set_memory_region(self.vm_fd, 0, 0, mem_size, self.mem.host_addr)
+        self.alloc = FrameAllocator(self.mem)
+        self.cpuid = kvm_ffi.supported_cpuid(self.kvm_fd)
+        self.run_size = kvm_ffi.vcpu_mmap_size(self.kvm_fd)
+        self.stub = stub if stub is not None else load_stub()
+        self._lock = threading.Lock()
+        self.vcpus: list[Vcpu] = []
+        self._idle: list[Vcpu] = []
+
+        self.mem.map[L.STUB_PA:L.STUB_PA + L.PAGE] = self.stub[:L.PAGE]
+        self.mem.map[L.IDT_PA:L.IDT_PA + 4096] = self._idt()
+        self._kpt = _KernelTables(self.mem, self.alloc)
+        self.kernel_pdpt = self._kpt.pdpt
+        self.map_machine_pages([(L.IDT_PA, NX), (L.STUB_PA, 0)])
+
+    def _idt(self) -> bytes:
+        out = bytearray(4096)
+        for v in range(32):
+            off = L.kva(L.STUB_PA + L.STUB_VECTORS + v * L.STUB_VECTOR_SIZE)
+            dpl = 3 if v in _USER_VECTORS else 0
+            lo = ((off & 0xFFFF) | (L.SEL_KCODE << 16) | ((0x8E | dpl << 5) << 40)
+                  | (((off >> 16) & 0xFFFF) << 48))
+            struct.pack_into("<QQ", out, v * 16, lo, off >> 32)
+        return bytes(out)
+
+    def map_machine_pages(self, pages: list[tuple[int, int]]) -> None:
+        """Map fixed-region frames at KBASE+pa in every address space (adding
+        mappings is always safe under the shadow MMU)."""
+        with self._lock:
+            for pa, flags in pages:
+                self._kpt.map(L.kva(pa), pa, flags)
+
+    def new_page_table(self) -> PageTable:
+        return PageTable(self.mem, self.alloc, self.kernel_pdpt)
+
+    def get_vcpu(self) -> Vcpu:
+        """An idle vCPU, creating one if none is free."""
+        with self._lock:
+            if self._idle:
+                v = self._idle.pop()
+                v.state = VcpuState.RUNNING
+                return v
+            index = len(self.vcpus)
+            if index >= L.MAX_VCPUS:
+                raise kvm_ffi.KvmError(11, "no vCPU left")
+        v = Vcpu(self, index)       # maps pages: outside our lock (map takes it)
+        with self._lock:
+            self.vcpus.append(v)
+        v.state = VcpuState.RUNNING
+        return v
+
+    def put_vcpu(self, v: Vcpu) -> None:
+        with self._lock:
+            v.state = VcpuState.IDLE
+            v.thread_ident = 0
+            self._idle.append(v)
+
+    def close(self) -> None:
+        for v in self.vcpus:
+            v.close()
+        os.close(self.vm_fd)
+        os.close(self.kvm_fd)
+        self.mem.close()
+
+
+class _KernelTables(PageTable):
+    """The tables behind PML4 slot 255, shared by every address space."""
+
+    def __init__(self, mem: PhysMem, alloc: FrameAllocator) -> None:
+        super().__init__(mem, alloc, None)
+        self._leaf_table(L.KBASE, True)          # create the PDPT now
+        e = struct.unpack_from("<Q", mem.map, self.root + 8 * ((L.KBASE >> 39) & 511))[0]
+        self.pdpt = e & 0x000F_FFFF_FFFF_F000
+
+
+def load_stub() -> bytes:
+    """The assembled supervisor (built by the package build from supervisor_pvm.S)."""
+    here = Path(__file__).parent / "guest"
+    binary = here / "supervisor_pvm.bin"
+    if not binary.exists() or binary.stat().st_mtime < (here / "supervisor_pvm.S").stat().st_mtime:
+        try:
+            from quark.core.guest.build import ensure_built
+            binary = ensure_built() / "supervisor_pvm.bin"
+        except ImportError:
+            _assemble(here / "supervisor_pvm.S", binary)
+    return binary.read_bytes()
+
+
+def _assemble(src: Path, dst: Path) -> None:
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        obj = Path(d) / "stub.o"
+        subprocess.run(["as", "--64", "-o", str(obj), str(src)], check=True)
+        subprocess.run(["objcopy", "-O", "binary", str(obj), str(dst)], check=True)
