@@ -43,6 +43,8 @@ KVM_SET_MSRS = 0x4008AE89
 KVM_SET_CPUID2 = 0x4008AE90
 KVM_SET_XCRS = 0x4188AEA7
 KVM_IOEVENTFD = 0x4040AE79
+KVM_GET_XSAVE = 0x9000AEA4
+KVM_SET_XSAVE = 0x5000AEA5
 
 KVM_CAP_NR_VCPUS = 9
 KVM_CAP_MAX_VCPUS = 66
@@ -283,6 +285,25 @@ def set_xcr0(vcpu_fd: int, value: int) -> None:
     x.nr_xcrs = 1
     x.xcrs[0].xcr, x.xcrs[0].value = 0, value
     _call(vcpu_fd, KVM_SET_XCRS, x, "KVM_SET_XCRS")
+
+
+class Xsave(ctypes.Structure):
+    """struct kvm_xsave { __u32 region[1024]; };"""
+
+    _fields_ = [("region", ctypes.c_uint8 * 4096)]
+
+
+def get_xsave(vcpu_fd: int) -> bytes:
+    x = Xsave()
+    _call(vcpu_fd, KVM_GET_XSAVE, x, "KVM_GET_XSAVE")
+    return bytes(x.region)
+
+
+def set_xsave(vcpu_fd: int, data: bytes) -> None:
+    """Load FPU/vector state; KVM validates it (EINVAL for a malformed header)."""
+    x = Xsave()
+    ctypes.memmove(x.region, data, min(len(data), 4096))
+    _call(vcpu_fd, KVM_SET_XSAVE, x, "KVM_SET_XSAVE")
 
 
 # ---- the shared kvm_run page

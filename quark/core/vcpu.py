@@ -181,6 +181,13 @@ class Vcpu:
     def set_regs(self, regs: kvm_ffi.Regs) -> None:
         kvm_ffi.set_regs(self.fd, regs)
 
+    def fpu_state(self) -> bytes:
+        """The XSAVE image of the vCPU's FPU/vector registers."""
+        return kvm_ffi.get_xsave(self.fd)
+
+    def set_fpu_state(self, image: bytes) -> None:
+        kvm_ffi.set_xsave(self.fd, image)
+
     # ---- at an exception exit
 
     def fault_frame(self) -> tuple[int, int, int, int, int, int, int]:

@@ -78,7 +78,8 @@ def _check_object(src: Path, obj: bytes) -> None:
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise GuestBuildError(f"'{name}' not found: install GNU binutils (apt-get install binutils)")
+        raise GuestBuildError(f"'{name}' not found: install GNU binutils "
+                              "(apt-get install binutils)")
     return path
 
 
@@ -128,6 +129,10 @@ def _cache_dir() -> Path:
     return base / "quark" / "guest" / digest.hexdigest()[:16]
 
 
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK)
+
+
 def ensure_built() -> Path:
     """The directory holding an up-to-date `<name>.bin` for every `<name>.S`.
 
@@ -138,7 +143,7 @@ def ensure_built() -> Path:
     srcs = sources()
     if all(_fresh(s, s.with_suffix(".bin")) for s in srcs):
         return GUEST_DIR
-    if os.access(GUEST_DIR, os.W_OK):
+    if _writable(GUEST_DIR):
         out = GUEST_DIR
     else:
         out = _cache_dir()

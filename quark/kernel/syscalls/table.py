@@ -42,6 +42,7 @@ MODULES = (
     "sys_time",
     "sys_identity",
     "sys_misc",
+    "sys_futex",
 )
 
 

@@ -1,0 +1,88 @@
+"""The kernel object: global state of one sandbox's application kernel.
+
+Lock order: ``Kernel.lock`` (the kernel lock) is the outermost kernel lock; the
+frame allocator's and the machine's internal locks nest inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from quark.core import kvm_ffi
+from quark.kernel.syscalls import table as systable
+from quark.kernel.task import Task, ThreadGroup
+
+log = logging.getLogger("quark.kernel")
+
+
+class Kernel:
+    def __init__(self, machine: Any, vfs: Any, hostname: str = "quark") -> None:
+        self.lock = threading.Lock()
+        self.machine = machine
+        self.vfs = vfs
+        self.hostname = hostname
+        self.domainname = "(none)"
+        self.boot_time = time.time()
+        self.boot_monotonic = time.monotonic()
+        self.ncpus = len(os.sched_getaffinity(0))
+        self.tasks: dict[int, Task] = {}
+        self.groups: dict[int, ThreadGroup] = {}
+        self.init_tg: ThreadGroup | None = None
+        self.table = systable.load()
+        self.enosys_seen: set[int] = set()
+        self.strace: Callable[[Task, int, list[int], int], None] | None = None
+        self.exit_status: int | None = None
+        self.on_init_exit: Callable[[int], None] | None = None
+        self._next_pid = 1
+        self._free_pids: set[int] = set()
+        from quark.kernel.futex import FutexTable
+        self.futex = FutexTable()
+        self.threads: list[threading.Thread] = []
+
+    # ---- pids
+    def alloc_pid(self) -> int:
+        pid = self._next_pid
+        self._next_pid += 1
+        return pid
+
+    def free_pid(self, pid: int) -> None:
+        """Pids are not reused while the sandbox lives (4M pid space; simpler /proc)."""
+
+    def find_task(self, tid: int) -> Task | None:
+        return self.tasks.get(tid)
+
+    def find_group(self, pid: int) -> ThreadGroup | None:
+        return self.groups.get(pid)
+
+    # ---- task threads
+    def start(self, t: Task) -> None:
+        """Start ``t``'s vCPU thread (``t.start_regs`` set). Kernel lock held."""
+        from quark.kernel.taskrun import run_task
+        th = threading.Thread(target=run_task, args=(t,), name=f"task-{t.tid}", daemon=True)
+        t.thread = th
+        self.tasks[t.tid] = t
+        self.threads.append(th)
+        th.start()
+
+    def init_exited(self, status: int) -> None:
+        """Container init is gone (kernel lock held): report it once."""
+        if self.exit_status is None:
+            self.exit_status = status
+            if self.on_init_exit is not None:
+                self.on_init_exit(status)
+
+    def live_threads(self) -> list[threading.Thread]:
+        self.threads = [th for th in self.threads if th.is_alive()]
+        return self.threads
+
+    # ---- for /proc
+    def procs(self) -> list[Any]:
+        from quark.kernel.procinfo import proc_infos
+        return proc_infos(self)
+
+
+_ = kvm_ffi

@@ -1,0 +1,479 @@
+"""A process's address space: VMAs, the frames behind them, and guest page tables.
+
+Some facts this rests on:
+- The page tables are the guest's view; ``frames`` is ours: page address -> frame
+  address with the page's PROT bits in the low three bits. Both change together.
+- Removing or downgrading a present mapping is invisible to KVM's shadow MMU until the
+  old frame is invalidated (PVM.md); every path that does so here frees the frame
+  (``discard``: zeroed, invalidated) or invalidates it (content kept).
+- Memory is populated lazily: a guest #PF on a page of a VMA allocates it (with a
+  little fault-around), and so does a kernel access to such a page.
+- Callers hold the kernel lock; nothing here blocks.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from quark.core.guest.layout import PAGE, USER_TOP
+from quark.core.memory import OutOfMemory
+from quark.core.pagetable import NX, RW, US
+from quark.kernel.abi.linux import (
+    EACCES, EEXIST, EFAULT, EINVAL, ENAMETOOLONG, ENODEV, ENOMEM,
+    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_POPULATE,
+    MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, PROT_EXEC, PROT_READ,
+    PROT_WRITE,
+)
+from quark.kernel.errors import LinuxError
+from quark.kernel.mm.vma import Vma, VmaList
+
+PROT_MASK = PROT_READ | PROT_WRITE | PROT_EXEC
+MMAP_MIN = 0x10000                      # vm.mmap_min_addr
+STACK_TOP = 0x7F7F_FFFF_F000            # below the machine's slot (layout.KBASE)
+STACK_MAX = 8 << 20
+MMAP_TOP = STACK_TOP - STACK_MAX - (1 << 30)
+FAULT_AROUND = 16                       # pages populated per fault when backed by a VMA
+EAGER_LIMIT = 64 * PAGE                 # mappings up to this size are populated at mmap
+
+SEGV_MAPERR = 1
+SEGV_ACCERR = 2
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_LOW = PAGE - 1
+
+
+def _pte_flags(prot: int) -> int:
+    f = US
+    if prot & PROT_WRITE:
+        f |= RW
+    if not prot & PROT_EXEC:
+        f |= NX
+    return f
+
+
+def _page_down(x: int) -> int:
+    return x & ~_LOW
+
+
+def _page_up(x: int) -> int:
+    return (x + _LOW) & ~_LOW
+
+
+class AddressSpace:
+    """Implements ``mm/api.GuestMemory`` plus the mapping calls."""
+
+    def __init__(self, machine: Any) -> None:
+        self.machine = machine
+        self.mem = machine.mem
+        self.buf = machine.mem.map
+        self.view = machine.mem.view
+        self.alloc = machine.alloc
+        self.pt = machine.new_page_table()
+        self.vmas = VmaList()
+        self.frames: dict[int, int] = {}
+        self.brk_start = 0
+        self.brk = 0
+        self.stack_top = STACK_TOP
+        self.mmap_top = MMAP_TOP
+        self.users = 1                  # threads sharing this space (CLONE_VM)
+
+    @property
+    def cr3(self) -> int:
+        return self.pt.root
+
+    # ---- guest memory access for the kernel -------------------------------
+
+    def _frame(self, va: int, write: bool) -> int:
+        e = self.frames.get(va)
+        if e is None:
+            return self._populate(va, write, around=False, force=False)
+        if write and not e & PROT_WRITE:
+            raise LinuxError(EFAULT)
+        if not e & PROT_MASK:
+            raise LinuxError(EFAULT)
+        return e & ~_LOW
+
+    def _check_range(self, addr: int, n: int) -> None:
+        if addr < 0 or n < 0 or addr + n > USER_TOP or (n and addr < PAGE):
+            raise LinuxError(EFAULT)
+
+    def read(self, addr: int, n: int) -> bytes:
+        self._check_range(addr, n)
+        if n == 0:
+            return b""
+        off = addr & _LOW
+        if off + n <= PAGE:
+            pa = self._frame(addr - off, False) + off
+            return self.buf[pa:pa + n]
+        out = bytearray()
+        for v in self.iovecs(addr, n, False):
+            out += v
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview, force: bool = False) -> None:
+        n = len(data)
+        self._check_range(addr, n)
+        if force:
+            self._force_populate(addr, n)
+        pos = 0
+        for v in self.iovecs(addr, n, not force):
+            ln = len(v)
+            v[:] = data[pos:pos + ln]
+            pos += ln
+
+    def zero(self, addr: int, n: int) -> None:
+        self.write(addr, bytes(n), force=True)
+
+    def read_u32(self, addr: int) -> int:
+        return int(_U32.unpack(self.read(addr, 4))[0])
+
+    def read_u64(self, addr: int) -> int:
+        return int(_U64.unpack(self.read(addr, 8))[0])
+
+    def write_u32(self, addr: int, v: int) -> None:
+        self.write(addr, _U32.pack(v & 0xFFFFFFFF))
+
+    def write_u64(self, addr: int, v: int) -> None:
+        self.write(addr, _U64.pack(v & 0xFFFFFFFFFFFFFFFF))
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        if addr < PAGE or addr >= USER_TOP:
+            raise LinuxError(EFAULT)
+        out = bytearray()
+        while len(out) < limit:
+            off = addr & _LOW
+            pa = self._frame(addr - off, False)
+            take = min(PAGE - off, limit - len(out))
+            chunk = self.buf[pa + off:pa + off + take]
+            z = chunk.find(b"\0")
+            if z >= 0:
+                out += chunk[:z]
+                return bytes(out)
+            out += chunk
+            addr += take
+            if addr >= USER_TOP:
+                raise LinuxError(EFAULT)
+        raise LinuxError(ENAMETOOLONG)
+
+    def iovecs(self, addr: int, n: int, write: bool) -> list[memoryview]:
+        self._check_range(addr, n)
+        out: list[memoryview] = []
+        run_pa = run_len = 0
+        end = addr + n
+        while addr < end:
+            off = addr & _LOW
+            take = min(PAGE - off, end - addr)
+            pa = self._frame(addr - off, write) + off
+            if run_len and pa == run_pa + run_len:
+                run_len += take
+            else:
+                if run_len:
+                    out.append(self.view[run_pa:run_pa + run_len])
+                run_pa, run_len = pa, take
+            addr += take
+        if run_len:
+            out.append(self.view[run_pa:run_pa + run_len])
+        return out
+
+    # ---- populating pages --------------------------------------------------
+
+    def _populate(self, va: int, write: bool, around: bool, force: bool) -> int:
+        """Back page ``va`` with a frame; EFAULT when no VMA allows the access."""
+        vma = self.vmas.find(va)
+        if vma is None or (not force and (
+                not vma.prot & PROT_MASK or (write and not vma.prot & PROT_WRITE))):
+            raise LinuxError(EFAULT)
+        last = min(vma.end, va + FAULT_AROUND * PAGE) if around else va + PAGE
+        pages = [va]
+        p = va + PAGE
+        while p < last and p not in self.frames:
+            pages.append(p)
+            p += PAGE
+        try:
+            frames = [self.alloc.alloc() for _ in pages]
+        except OutOfMemory:
+            raise LinuxError(ENOMEM) from None
+        if vma.file is not None:
+            views = [self.view[f:f + PAGE] for f in frames]
+            try:
+                vma.file.read_at(views, vma.offset + (va - vma.start))
+            except LinuxError:
+                pass        # past EOF or unreadable: Linux gives SIGBUS; zeros here
+            finally:
+                for v in views:
+                    v.release()
+        flags = _pte_flags(vma.prot)
+        prot = vma.prot & PROT_MASK
+        for page, f in zip(pages, frames):
+            self.frames[page] = f | prot
+            self.pt.map(page, f, flags)
+        return frames[0]
+
+    def _force_populate(self, addr: int, n: int) -> None:
+        """Populate pages for a kernel write that ignores protection (the loader)."""
+        for p in range(_page_down(addr), addr + n, PAGE):
+            if p not in self.frames:
+                self._populate(p, True, around=False, force=True)
+
+    def handle_fault(self, addr: int, error: int) -> int:
+        """A guest page fault at ``addr``; returns 0 when fixed, else the SIGSEGV
+        si_code (SEGV_MAPERR / SEGV_ACCERR)."""
+        page = _page_down(addr)
+        write, fetch = bool(error & 2), bool(error & 16)
+        vma = self.vmas.find(page) if page < USER_TOP else None
+        if vma is None:
+            return SEGV_MAPERR
+        if (write and not vma.prot & PROT_WRITE) or (fetch and not vma.prot & PROT_EXEC) \
+                or not vma.prot & PROT_MASK:
+            return SEGV_ACCERR
+        if page in self.frames:
+            return SEGV_ACCERR      # present with these rights: a real violation
+        try:
+            self._populate(page, write, around=True, force=False)
+        except LinuxError:
+            return SEGV_MAPERR
+        return 0
+
+    # ---- mapping calls -------------------------------------------------------
+
+    def mmap(self, addr: int, length: int, prot: int, flags: int,
+             file: Any = None, offset: int = 0, name: str = "") -> int:
+        if length == 0 or offset & _LOW:
+            raise LinuxError(EINVAL)
+        typ = flags & MAP_TYPE
+        if typ not in (MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE):
+            raise LinuxError(EINVAL)
+        if prot & ~PROT_MASK:
+            raise LinuxError(EINVAL)
+        length = _page_up(length)
+        if length > USER_TOP or length == 0:
+            raise LinuxError(ENOMEM)
+        if file is not None and not flags & MAP_ANONYMOUS:
+            if not file.readable:
+                raise LinuxError(EACCES)
+            if not hasattr(file, "read_at"):
+                raise LinuxError(ENODEV)
+        else:
+            file = None
+        fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)
+        if fixed:
+            if addr & _LOW:
+                raise LinuxError(EINVAL)
+            if addr + length > USER_TOP or addr < MMAP_MIN:
+                raise LinuxError(ENOMEM if addr + length > USER_TOP else EPERM_OR_EINVAL)
+            if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED \
+                    and self.vmas.overlapping(addr, addr + length):
+                raise LinuxError(EEXIST)
+            self.munmap(addr, length)
+        else:
+            addr = _page_down(addr)
+            if not (addr >= MMAP_MIN and addr + length <= self.mmap_top
+                    and not self.vmas.overlapping(addr, addr + length)):
+                found = self.vmas.gap_below(self.mmap_top, length, MMAP_MIN)
+                if found is None:
+                    raise LinuxError(ENOMEM)
+                addr = found
+        vma = Vma(addr, addr + length, prot, typ & MAP_SHARED, file, offset, name)
+        if flags & MAP_GROWSDOWN:
+            vma.flags |= MAP_GROWSDOWN
+        self.vmas.insert(vma)
+        if prot & PROT_MASK and (flags & MAP_POPULATE or length <= EAGER_LIMIT):
+            for p in range(addr, addr + length, FAULT_AROUND * PAGE):
+                if p not in self.frames:
+                    self._populate(p, False, around=True, force=True)
+        return addr
+
+    def munmap(self, addr: int, length: int) -> None:
+        if addr & _LOW or length == 0:
+            raise LinuxError(EINVAL)
+        length = _page_up(length)
+        end = addr + length
+        if end > USER_TOP or end < addr:
+            raise LinuxError(EINVAL)
+        removed = self.vmas.carve(addr, end)
+        dead = []
+        for v in removed:
+            v.drop()
+            for p in range(v.start, v.end, PAGE):
+                e = self.frames.pop(p, None)
+                if e is not None:
+                    self.pt.unmap(p)
+                    dead.append(e & ~_LOW)
+        self.alloc.free_many(dead)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        if addr & _LOW or prot & ~(PROT_MASK | 0x01000000 | 0x02000000):
+            raise LinuxError(EINVAL)
+        prot &= PROT_MASK
+        length = _page_up(length)
+        end = addr + length
+        if end > USER_TOP or end < addr:
+            raise LinuxError(ENOMEM)
+        if length == 0:
+            return
+        covered = addr
+        for v in self.vmas.overlapping(addr, end):
+            if v.start > covered:
+                raise LinuxError(ENOMEM)
+            covered = v.end
+        if covered < end:
+            raise LinuxError(ENOMEM)
+        for v in self.vmas.carve(addr, end):
+            v.prot = prot
+            self.vmas.insert(v)
+        flags = _pte_flags(prot)
+        downgraded = []
+        for p in range(addr, end, PAGE):
+            e = self.frames.get(p)
+            if e is None:
+                continue
+            f = e & ~_LOW
+            old = e & PROT_MASK
+            if prot & PROT_MASK:
+                self.pt.set_flags(p, flags)
+            else:
+                self.pt.unmap(p)        # PROT_NONE: no access at all, frame kept
+            self.frames[p] = f | prot
+            if old & ~prot:
+                downgraded.append(f)
+        for f in downgraded:
+            self.mem.invalidate(f, PAGE)
+        self._remap_present(addr, end, flags if prot & PROT_MASK else 0)
+
+    def _remap_present(self, start: int, end: int, flags: int) -> None:
+        if not flags:
+            return
+        for p in range(start, end, PAGE):
+            e = self.frames.get(p)
+            if e is not None and not self.pt.entry(p):
+                self.pt.map(p, e & ~_LOW, flags)
+
+    def drop_pages(self, start: int, end: int) -> None:
+        """madvise(MADV_DONTNEED): populated pages go; anonymous ones read back as
+        zeros, file-backed ones as the file's content, at the next touch."""
+        dead = []
+        for p in range(start, end, PAGE):
+            e = self.frames.pop(p, None)
+            if e is not None:
+                self.pt.unmap(p)
+                dead.append(e & ~_LOW)
+        self.alloc.free_many(dead)
+
+    def mremap(self, old: int, old_size: int, new_size: int, may_move: int,
+               fixed: int | None) -> int:
+        old_size, new_size = _page_up(old_size), _page_up(new_size)
+        vma = self.vmas.find(old)
+        if vma is None or old + old_size > vma.end or old_size == 0:
+            raise LinuxError(EFAULT)
+        if fixed is None and new_size <= old_size:
+            if new_size < old_size:
+                self.munmap(old + new_size, old_size - new_size)
+            return old
+        end = old + old_size
+        if fixed is None and vma.end == end and end + (new_size - old_size) <= self.mmap_top \
+                and not self.vmas.overlapping(end, old + new_size):
+            self.vmas.remove(vma)
+            vma.end = old + new_size
+            self.vmas.insert(vma)
+            return old
+        if not may_move:
+            raise LinuxError(ENOMEM)
+        if fixed is not None:
+            if fixed & _LOW or fixed + new_size > USER_TOP:
+                raise LinuxError(EINVAL)
+            if fixed < old + old_size and old < fixed + new_size:
+                raise LinuxError(EINVAL)
+            self.munmap(fixed, new_size)
+            dest = fixed
+        else:
+            found = self.vmas.gap_below(self.mmap_top, new_size, MMAP_MIN)
+            if found is None:
+                raise LinuxError(ENOMEM)
+            dest = found
+        moved = self.vmas.carve(old, end)
+        piece = moved[0]
+        for extra in moved[1:]:
+            extra.drop()
+        new_vma = piece.copy(None, None)
+        piece.drop()
+        new_vma.start, new_vma.end = dest, dest + new_size
+        self.vmas.insert(new_vma)
+        flags = _pte_flags(new_vma.prot)
+        stale = []
+        for i in range(0, old_size, PAGE):
+            e = self.frames.pop(old + i, None)
+            if e is None:
+                continue
+            self.pt.unmap(old + i)
+            stale.append(e & ~_LOW)
+            if i < new_size:
+                self.frames[dest + i] = e
+                if e & PROT_MASK:
+                    self.pt.map(dest + i, e & ~_LOW, flags)
+        for f in stale:
+            self.mem.invalidate(f, PAGE)   # the old address must stop reaching it
+        return dest
+
+    def set_brk(self, new: int) -> int:
+        """brk(2): returns the new break, or the old one when the request fails."""
+        if new < self.brk_start:
+            return self.brk
+        old_end, new_end = _page_up(self.brk), _page_up(new)
+        if new_end > old_end:
+            if self.vmas.overlapping(old_end, new_end + PAGE) or new_end > self.mmap_top:
+                return self.brk
+            heap = self.vmas.find(old_end - PAGE) if old_end > self.brk_start else None
+            if heap is not None and heap.name == "[heap]":
+                self.vmas.remove(heap)
+                heap.end = new_end
+                self.vmas.insert(heap)
+            else:
+                self.vmas.insert(Vma(old_end, new_end, PROT_READ | PROT_WRITE, 0, name="[heap]"))
+        elif new_end < old_end:
+            self.munmap(new_end, old_end - new_end)
+        self.brk = new
+        return new
+
+    # ---- whole-space operations ---------------------------------------------
+
+    def fork(self) -> "AddressSpace":
+        """A private copy (eager copy of every populated page)."""
+        child = AddressSpace(self.machine)
+        for v in self.vmas:
+            child.vmas.insert(v.copy())
+        buf = self.buf
+        for page, e in self.frames.items():
+            try:
+                f = self.alloc.alloc()
+            except OutOfMemory:
+                child.release()
+                raise LinuxError(ENOMEM) from None
+            old = e & ~_LOW
+            buf[f:f + PAGE] = buf[old:old + PAGE]
+            child.frames[page] = f | (e & PROT_MASK)
+            if e & PROT_MASK:
+                child.pt.map(page, f, _pte_flags(e & PROT_MASK))
+        child.brk_start, child.brk = self.brk_start, self.brk
+        child.stack_top, child.mmap_top = self.stack_top, self.mmap_top
+        return child
+
+    def release(self) -> None:
+        """Free every frame and table (exit, exec)."""
+        self.alloc.free_many([e & ~_LOW for e in self.frames.values()])
+        self.frames.clear()
+        self.pt.release()
+        for v in self.vmas:
+            v.drop()
+        self.vmas = VmaList()
+
+    def rss_pages(self) -> int:
+        return len(self.frames)
+
+    def size_bytes(self) -> int:
+        return sum(v.end - v.start for v in self.vmas)
+
+
+EPERM_OR_EINVAL = EINVAL  # Linux: MAP_FIXED below mmap_min_addr fails with EPERM for
+# unprivileged callers and succeeds for CAP_SYS_RAWIO; we never map page zero.

@@ -1,0 +1,165 @@
+"""Thread and process exit, zombies, reparenting, and wait4/waitid.
+
+Wait status encoding (what WIFEXITED & co. decode): exit ``(code & 0xff) << 8``;
+killed ``sig | 0x80 if core dumped``; stopped ``(sig << 8) | 0x7f``; continued 0xffff.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quark.kernel.abi import linux as L
+from quark.kernel.errors import LinuxError
+from quark.kernel.signals import (
+    CLD_DUMPED, CLD_EXITED, CLD_KILLED, SA_NOCLDWAIT, SIG_IGN, SigInfo,
+)
+from quark.kernel.task import Task, ThreadGroup
+from quark.kernel.task_signals import group_exit, send_to_group
+
+
+def exit_task(t: Task) -> None:
+    """The last act of a task's thread (kernel lock held). Idempotent."""
+    if t.exited:
+        return
+    t.exited = True
+    k = t.kernel
+    tg = t.tg
+    t.dead = True
+    if t.clear_child_tid:
+        try:
+            t.mm.write_u32(t.clear_child_tid, 0)
+            futex = getattr(k, "futex", None)
+            if futex is not None:
+                futex.wake(t.mm, t.clear_child_tid, 1)
+        except LinuxError:
+            pass
+    _release_vfork(t)
+    if t in tg.threads:
+        tg.threads.remove(t)
+    k.tasks.pop(t.tid, None)
+    t.mm.users -= 1
+    if t.mm.users <= 0:
+        t.mm.release()
+    t.waker.close()
+    t.thread = None
+    if tg.threads:
+        return
+    status = tg.exiting if tg.exiting is not None else (t.exit_code & 0xFF) << 8
+    _group_dead(tg, t, status)
+
+
+def _release_vfork(t: Task) -> None:
+    p = t.vfork_parent
+    if p is not None:
+        t.vfork_parent = None
+        p.tg.vfork_done.notify()
+        t.tg.vfork_released = True  # type: ignore[attr-defined]
+
+
+def _group_dead(tg: ThreadGroup, last: Task, status: int) -> None:
+    k = tg.kernel
+    tg.wait_status = status
+    last.fds.close_all()
+    if tg.itimer_real is not None:
+        tg.itimer_real.cancel()
+        tg.itimer_real = None
+    reaper = k.init_tg if k.init_tg is not tg else None
+    for child in list(tg.children):
+        child.parent = reaper
+        if reaper is not None:
+            reaper.children.append(child)
+            if child.zombie:
+                reaper.child_wq.notify()
+    tg.children.clear()
+    tg.zombie = True
+    parent = tg.parent
+    if tg is k.init_tg:
+        for other in list(k.groups.values()):
+            if other is not tg and not other.zombie:
+                group_exit(other, L.SIGKILL)
+        k.groups.pop(tg.pid, None)
+        k.init_exited(status)
+        return
+    if parent is None:
+        k.groups.pop(tg.pid, None)
+        return
+    act = parent.sighand.actions[L.SIGCHLD]
+    autoreap = tg.exit_signal == L.SIGCHLD and (act.handler == SIG_IGN or act.flags & SA_NOCLDWAIT)
+    if tg.exit_signal and not autoreap:
+        if status & 0x7F == 0:
+            code, st = CLD_EXITED, (status >> 8) & 0xFF
+        else:
+            code, st = (CLD_DUMPED if status & 0x80 else CLD_KILLED), status & 0x7F
+        send_to_group(parent, SigInfo(tg.exit_signal, code, pid=tg.pid, status=st,
+                                      uid=last.creds.uid))
+    if autoreap:
+        reap(tg)
+    parent.child_wq.notify()
+
+
+def reap(tg: ThreadGroup) -> None:
+    k = tg.kernel
+    if tg.parent is not None and tg in tg.parent.children:
+        tg.parent.children.remove(tg)
+    k.groups.pop(tg.pid, None)
+    k.free_pid(tg.pid)
+
+
+# ---- waiting for children -----------------------------------------------------
+
+def _matches(child: ThreadGroup, pid: int, caller: ThreadGroup, options: int) -> bool:
+    if pid > 0:
+        ok = child.pid == pid
+    elif pid == -1:
+        ok = True
+    elif pid == 0:
+        ok = child.pgid == caller.pgid
+    else:
+        ok = child.pgid == -pid
+    if not ok:
+        return False
+    # __WCLONE waits only for children whose exit signal is not SIGCHLD.
+    if options & L.__WALL:
+        return True
+    clone = child.exit_signal != L.SIGCHLD
+    return clone == bool(options & L.__WCLONE)
+
+
+async def wait_child(t: Task, pid: int, options: int) -> tuple[int, int, ThreadGroup | None]:
+    """Find a child in a reportable state; returns (pid, status, child) or (0, 0, None)
+    for WNOHANG. Raises ECHILD when nothing can ever match."""
+    tg = t.tg
+    while True:
+        candidates = [c for c in tg.children if _matches(c, pid, tg, options)]
+        if not candidates:
+            raise LinuxError(L.ECHILD)
+        for c in candidates:
+            if c.zombie and options & L.WEXITED:
+                st = c.wait_status
+                if not options & L.WNOWAIT:
+                    tg.cutime += c.utime + c.cutime
+                    reap(c)
+                return c.pid, st, c
+            if c.stop_report and c.stop_report != 0xFFFF and c.stopped and options & L.WUNTRACED:
+                st = c.stop_report
+                if not options & L.WNOWAIT:
+                    c.stop_report = 0
+                return c.pid, st, c
+            if c.stop_report == 0xFFFF and options & L.WCONTINUED:
+                if not options & L.WNOWAIT:
+                    c.stop_report = 0
+                return c.pid, 0xFFFF, c
+        if options & L.WNOHANG:
+            return 0, 0, None
+        await t.block((tg.child_wq,))
+
+
+def exit_now(t: Task, code: int, group: bool) -> None:
+    """exit/exit_group: make the task (or its whole group) leave at the syscall exit."""
+    t.exit_code = code & 0xFF
+    if group or len(t.tg.threads) <= 1:
+        group_exit(t.tg, (code & 0xFF) << 8)
+    t.dead = True
+
+
+_ = Any

@@ -1,0 +1,293 @@
+"""The vCPU thread of a task: KVM_RUN, system calls, faults, signals, exit.
+
+Some facts this rests on:
+- Each live task owns a vCPU and a host thread; the thread releases the GIL inside
+  KVM_RUN, so tasks run in parallel and a blocked task blocks nobody else.
+- Kernel code runs on this thread with the kernel lock held. A handler that must wait
+  yields a ``Block``; the driver sleeps with the lock released (``_wait``).
+- A system call stops the vCPU in the gate (CPL 3): the result goes to the mailbox,
+  and nothing else is touched unless registers must change (signal frame, restart,
+  sigreturn), then KVM_SET_REGS puts the user state back directly.
+- A fault stops the vCPU in a vector stub (CPL 0): user state is in the iret frame.
+- Another thread interrupts KVM_RUN with ``immediate_exit`` plus a host signal
+  (``KICK_SIGNAL``). If the vCPU was in user code, signals are taken right there; if
+  it was inside the gate or a stub, it runs on: that stop is a few instructions away.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import logging
+import select
+import signal
+import threading
+from typing import Any, Coroutine
+
+from quark.core import kvm_ffi
+from quark.core.guest.layout import KBASE, PORT_EXCEPTION, PORT_SYSCALL
+from quark.kernel.abi import linux as L
+from quark.kernel.errors import LinuxError
+from quark.kernel.signals import (
+    FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL, TRAP_BRKPT, SigInfo,
+)
+from quark.kernel.syscalls.args import SyscallArgs
+from quark.kernel.task import Task
+from quark.kernel.task_signals import KICK_SIGNAL, UserCtx, deliver, force_fault, is_restart
+from quark.kernel.waiting import ERESTARTSYS, Block
+
+log = logging.getLogger("quark.kernel")
+
+STOP_SYSCALL, STOP_FAULT, STOP_KICK = 1, 2, 3
+_M64 = (1 << 64) - 1
+
+
+def install_kick_handler() -> None:
+    """A handler (not SIG_IGN) so the kick signal interrupts KVM_RUN; main thread only."""
+    signal.signal(KICK_SIGNAL, lambda *_: None)
+
+
+def run_task(t: Task) -> None:
+    """Thread body: run ``t`` until it exits."""
+    k = t.kernel
+    vcpu = k.machine.get_vcpu()
+    vcpu.thread_ident = threading.get_ident()
+    try:
+        with k.lock:
+            t.vcpu = vcpu
+            regs = t.start_regs
+            t.start_regs = None
+            dead = t.tg.exiting is not None
+        if not dead:
+            vcpu.enter_user(t.mm.cr3, t.fs_base, regs)
+            _loop(t, vcpu)
+    except Exception:
+        log.exception("task %d: internal error; killing its process", t.tid)
+        with k.lock:
+            from quark.kernel.task_signals import group_exit
+            group_exit(t.tg, L.SIGKILL)
+    finally:
+        with k.lock:
+            from quark.kernel.task_exit import exit_task
+            exit_task(t)
+            t.vcpu = None
+        vcpu.run.set_immediate_exit(False)
+        k.machine.put_vcpu(vcpu)
+
+
+def _loop(t: Task, vcpu: Any) -> None:
+    run = vcpu.run
+    fd = vcpu.fd
+    k = t.kernel
+    while True:
+        if kvm_ffi.run(fd):
+            run.set_immediate_exit(False)
+            if not _on_kick(t, vcpu):
+                return
+            continue
+        reason = run.exit_reason()
+        if reason == kvm_ffi.KVM_EXIT_IO:
+            port = run.io_port()
+            if port == PORT_SYSCALL:
+                if not _on_syscall(t, vcpu):
+                    return
+                continue
+            if port == PORT_EXCEPTION:
+                if not _on_exception(t, vcpu):
+                    return
+                continue
+        detail = run.suberror() if reason == kvm_ffi.KVM_EXIT_INTERNAL_ERROR else 0
+        log.error("task %d: unexpected vCPU exit %d (%d); killing its process",
+                  t.tid, reason, detail)
+        with k.lock:
+            from quark.kernel.task_signals import group_exit
+            group_exit(t.tg, L.SIGKILL)
+        return
+
+
+# ---- system calls ----------------------------------------------------------
+
+def _on_syscall(t: Task, vcpu: Any) -> bool:
+    nr, *raw = vcpu.syscall_args()
+    k = t.kernel
+    with k.lock:
+        t.stop = STOP_SYSCALL
+        entry = k.table.get(nr)
+        if entry is not None and entry.handler is not None:
+            result = drive(t, entry.handler(t, SyscallArgs(nr, tuple(raw))))  # type: ignore[arg-type]
+        elif entry is not None:
+            result = -entry.errno
+        else:
+            result = -L.ENOSYS
+            if nr not in k.enosys_seen:
+                k.enosys_seen.add(nr)
+                log.warning("unknown syscall %d from task %d (%s): ENOSYS", nr, t.tid, t.comm)
+        if k.strace is not None:
+            k.strace(t, nr, raw, result)
+        if t.dead or t.tg.exiting is not None:
+            return False
+        if t.enter is not None:
+            cr3, fs_base, regs = t.enter
+            t.enter = None
+            vcpu.enter_user(cr3, fs_base, regs)
+            return _after_enter(t, vcpu)
+        if t.set_regs is None and not is_restart(result) and not t.signal_pending():
+            vcpu.set_syscall_result(result)
+            return True
+        return _return_slow(t, vcpu, nr, result)
+
+
+def _return_slow(t: Task, vcpu: Any, nr: int, result: int) -> bool:
+    if t.set_regs is not None:
+        regs, t.set_regs = t.set_regs, None
+        ctx = UserCtx(regs)
+    else:
+        regs = vcpu.get_regs()
+        regs.rip, regs.rflags = regs.rcx, regs.r11
+        regs.rax = result & _M64
+        ctx = UserCtx(regs, nr, result)
+    if not deliver(t, ctx):
+        return False
+    vcpu.set_regs(ctx.regs)
+    return True
+
+
+def _after_enter(t: Task, vcpu: Any) -> bool:
+    """Signals pending right after execve are taken on the first exit instead."""
+    if t.signal_pending():
+        vcpu.run.set_immediate_exit(True)
+    return True
+
+
+def drive(t: Task, coro: Coroutine[Any, Any, int]) -> int:
+    """Run a handler coroutine to completion on this thread; returns -errno on
+    failure. Kernel lock held on entry and exit."""
+    send: Any = None
+    throw: BaseException | None = None
+    while True:
+        try:
+            req = coro.throw(throw) if throw is not None else coro.send(send)
+        except StopIteration as e:
+            return int(e.value) if e.value is not None else 0
+        except LinuxError as e:
+            return -e.errno
+        except Exception:
+            log.exception("syscall handler failed in task %d (%s)", t.tid, t.comm)
+            return -L.ENOSYS
+        send, throw = None, None
+        if not isinstance(req, Block):
+            throw = RuntimeError(f"handler yielded {req!r}")
+            continue
+        try:
+            send = _wait(t, req)
+        except LinuxError as e:
+            throw = e
+
+
+def _wait(t: Task, req: Block) -> bool:
+    if req.interruptible and t.signal_pending():
+        raise LinuxError(ERESTARTSYS)
+    k = t.kernel
+    w = t.waker
+    for q in req.queues:
+        q.waiters.add(w)
+    p = select.poll()
+    p.register(w.fd, select.POLLIN)
+    for fd, ev in req.host_fds:
+        p.register(fd, ev)
+    timeout = None if req.timeout is None else max(req.timeout, 0) * 1000.0
+    k.lock.release()
+    try:
+        events = p.poll(timeout)
+    finally:
+        k.lock.acquire()
+        for q in req.queues:
+            q.waiters.discard(w)
+    w.drain()
+    if (req.interruptible and t.signal_pending()) or t.dead:
+        raise LinuxError(ERESTARTSYS)
+    return bool(events)
+
+
+# ---- exceptions --------------------------------------------------------------
+
+_FAULT_SIGNALS = {
+    0: (L.SIGFPE, FPE_INTDIV),
+    1: (L.SIGTRAP, 2),           # TRAP_TRACE
+    3: (L.SIGTRAP, SI_KERNEL),   # int3: Linux reports SI_KERNEL
+    4: (L.SIGSEGV, SI_KERNEL),   # into
+    5: (L.SIGSEGV, SI_KERNEL),   # bound
+    6: (L.SIGILL, ILL_ILLOPN),
+    7: (L.SIGFPE, SI_KERNEL),
+    13: (L.SIGSEGV, SI_KERNEL),  # #GP: privileged instruction, non-canonical address
+    16: (L.SIGFPE, SI_KERNEL),
+    17: (L.SIGBUS, 1),           # BUS_ADRALN
+    19: (L.SIGFPE, SI_KERNEL),
+}
+_ = TRAP_BRKPT
+
+
+def _on_exception(t: Task, vcpu: Any) -> bool:
+    vector, err, rip, cs, rflags, rsp, _ss = vcpu.fault_frame()
+    k = t.kernel
+    if cs != 0x33:
+        log.error("task %d: exception %d inside the supervisor at %#x", t.tid, vector, rip)
+        with k.lock:
+            from quark.kernel.task_signals import group_exit
+            group_exit(t.tg, L.SIGKILL)
+        return False
+    with k.lock:
+        t.stop = STOP_FAULT
+        cr2 = 0
+        if vector == 14:
+            cr2 = vcpu.cr2()
+            code = t.mm.handle_fault(cr2, err)
+            if code == 0 and not t.signal_pending():
+                return True
+            if code:
+                force_fault(t, SigInfo(L.SIGSEGV, code, addr=cr2))
+        else:
+            sig, code = _FAULT_SIGNALS.get(vector, (L.SIGSEGV, SI_KERNEL))
+            addr = rip if sig in (L.SIGILL, L.SIGFPE) else 0
+            force_fault(t, SigInfo(sig, code, addr=addr))
+        regs = vcpu.get_regs()
+        stub_rip, stub_rsp, stub_flags = regs.rip, regs.rsp, regs.rflags
+        regs.rip, regs.rsp, regs.rflags = rip, rsp, rflags
+        ctx = UserCtx(regs, trapno=vector, err=err, cr2=cr2)
+        if not deliver(t, ctx):
+            return False
+        if ctx.changed:
+            vcpu.set_fault_return(regs.rip, regs.rsp, regs.rflags)
+            regs.rip, regs.rsp, regs.rflags = stub_rip, stub_rsp, stub_flags
+            vcpu.set_regs(regs)
+        return True
+
+
+# ---- kicks -------------------------------------------------------------------
+
+def _on_kick(t: Task, vcpu: Any) -> bool:
+    k = t.kernel
+    with k.lock:
+        if t.dead or t.tg.exiting is not None:
+            return False
+        while t.tg.stopped and not t.dead and t.tg.exiting is None:
+            try:
+                _wait(t, t.block((), None))
+            except LinuxError:
+                pass
+            if t.tg.exiting is not None:
+                return False
+        if not t.signal_pending():
+            return True
+        regs = vcpu.get_regs()
+        if regs.rip >= KBASE:
+            return True          # inside the gate or a stub: its own exit is near
+        t.stop = STOP_KICK
+        ctx = UserCtx(regs)
+        if not deliver(t, ctx):
+            return False
+        if ctx.changed:
+            vcpu.set_regs(ctx.regs)
+        return True
+
+
+_ = _errno
