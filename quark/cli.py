@@ -1,0 +1,314 @@
+"""The `quark` command: runc's command line (global flags, then a command).
+
+Thin by design: parse argv, call quark.oci / quark.sandbox, print, return the exit
+status. Each command is a `_cmd_<name>(ns, cfg) -> int` plus a parser builder in
+COMMANDS; runc's lifecycle commands (create, start, state, kill, delete, exec, ...)
+slot in the same way.
+
+Failures print one line, `quark: <message>`, on stderr (and one record to the log,
+JSON with --log-format json, as containerd and podman read it) and exit 1; the
+traceback only with --debug. Heavy modules (structlog, uvloop, the kernel) are
+imported only by the commands that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .oci.spec import SandboxSpec
+
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+DEFAULT_ROOT = "/run/quark"
+SPEC_VERSION = "1.1.0"
+EXIT_FAILURE = 1
+
+
+class UsageError(Exception):
+    """A command line that cannot be acted on (one line, exit status 1)."""
+
+
+# -- commands --------------------------------------------------------------------------
+
+def _run_sandbox(spec: SandboxSpec, cfg: Config, pid_file: str | None) -> int:
+    """Hand the checked spec to the sandbox and turn its result into an exit status."""
+    from .log import get_logger, setup_logging
+
+    setup_logging(cfg.log)
+    get_logger("cli").info("run", id=spec.id, bundle=str(spec.bundle), args=list(spec.args))
+    from .sandbox.process import run_sandbox
+
+    status = int(run_sandbox(spec, pid_file=pid_file, config=cfg))
+    # run_sandbox returns the status a shell would show (128+n for a signal death);
+    # a negative value (subprocess convention: -signal) is converted the same way.
+    return 128 - status if status < 0 else status
+
+
+def _abs_or_none(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
+
+
+def _cmd_run(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci.spec import load_bundle
+
+    if ns.detach:
+        raise UsageError("run --detach needs the create/start lifecycle, not available yet")
+    if ns.console_socket:
+        raise UsageError("--console-socket is not supported by run yet")
+    spec = load_bundle(ns.bundle or os.getcwd(), ns.id)
+    return _run_sandbox(spec, cfg, _abs_or_none(ns.pid_file))
+
+
+def _parse_mount(text: str) -> dict[str, Any]:
+    """`type:dest[:src]` to a config.json mount; a bind mount needs a source."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise UsageError(f"--mount {text!r}: expected TYPE:/DEST[:SOURCE]")
+    typ, dest, src = parts[0], parts[1], parts[2] if len(parts) == 3 else parts[0]
+    if typ == "bind":
+        if len(parts) != 3:
+            raise UsageError(f"--mount {text!r}: a bind mount needs a source")
+        return {"destination": dest, "type": "bind", "source": os.path.abspath(src),
+                "options": ["rbind", "rw"]}
+    return {"destination": dest, "type": typ, "source": src}
+
+
+def _cmd_do(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci.defaults import DEFAULT_PATH, base_mounts, default_spec
+    from .oci.spec import parse_config
+
+    if not ns.command:
+        raise UsageError("do: no command given (quark do ROOTFS -- CMD ARGS)")
+    for e in ns.env:
+        if "=" not in e or e.startswith("="):
+            raise UsageError(f"--env {e!r}: expected KEY=VALUE")
+    # Later --env values replace earlier ones and the defaults, keeping their place.
+    env = {e.split("=", 1)[0]: e for e in [DEFAULT_PATH, "TERM=xterm", *ns.env]}
+    config = default_spec(ns.command, terminal=False)
+    config["root"] = {"path": os.path.abspath(ns.rootfs), "readonly": False}
+    config["hostname"] = ns.hostname
+    proc = config["process"]
+    proc["env"] = list(env.values())
+    proc["cwd"] = ns.cwd
+    # No /sys, no cgroup: `do` is for running a program, not a full container.
+    config["mounts"] = base_mounts() + [_parse_mount(m) for m in ns.mount]
+    # Host namespaces are not needed: the guest's kernel is its own.
+    config["linux"] = {}
+    spec = parse_config(config, bundle=None, container_id=ns.id or f"do-{os.getpid()}")
+    return _run_sandbox(spec, cfg, None)
+
+
+def _cmd_spec(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .oci.defaults import default_spec
+    from .oci.errors import OciError
+
+    bundle = Path(os.path.abspath(ns.bundle or os.getcwd()))
+    path = bundle / "config.json"
+    if not bundle.is_dir():
+        raise OciError(f"bundle directory {bundle} does not exist")
+    if path.exists():
+        raise OciError(f"{path} already exists; remove it first")
+    text = json.dumps(default_spec(rootless=ns.rootless), indent="\t")
+    path.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _cmd_features(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .oci.features import features
+
+    print(json.dumps(features(), indent=4))
+    return 0
+
+
+def _cmd_bundle(ns: argparse.Namespace, cfg: Config) -> int:
+    from .tools.bundle import make_busybox_bundle
+
+    make_busybox_bundle(Path(ns.dir), args=ns.command or None,
+                        extra_binaries=[Path(p) for p in ns.add])
+    print(ns.dir)
+    return 0
+
+
+# -- parsers ---------------------------------------------------------------------------
+
+def _p_run(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="create and run a container in the foreground")
+    p.add_argument("--bundle", "-b", metavar="DIR",
+                   help="the bundle directory (default: the current directory)")
+    p.add_argument("--pid-file", metavar="FILE", help="write the sandbox process id here")
+    p.add_argument("--detach", "-d", action="store_true", help="detach from the container")
+    p.add_argument("--console-socket", metavar="PATH",
+                   help="AF_UNIX socket receiving the pty master (terminal: true)")
+    for flag in ("--no-pivot", "--no-new-keyring", "--no-subreaper", "--keep"):
+        p.add_argument(flag, action="store_true", help="accepted for runc compatibility")
+    p.add_argument("--preserve-fds", type=int, default=0, metavar="N",
+                   help="pass N extra file descriptors (after stdio) to the container")
+    p.add_argument("id", metavar="ID", help="the container id")
+    return p
+
+
+def _p_do(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("do", help="run a command in a root directory, no bundle needed",
+                       usage="quark do [options] ROOTFS [--] CMD [ARG ...]")
+    p.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE",
+                   help="set an environment variable (repeatable)")
+    p.add_argument("--cwd", default="/", metavar="DIR", help="working directory (default /)")
+    p.add_argument("--mount", "-m", action="append", default=[], metavar="TYPE:DEST[:SRC]",
+                   help="add a mount, e.g. tmpfs:/tmp or bind:/data:/host/dir (repeatable)")
+    p.add_argument("--hostname", default="quark", help="the container's hostname")
+    p.add_argument("--id", help="container id (default: do-<pid>)")
+    p.add_argument("rootfs", metavar="ROOTFS", help="the container's root directory")
+    return p
+
+
+def _p_spec(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("spec", help="write a default config.json in the bundle directory")
+    p.add_argument("--bundle", "-b", metavar="DIR", help="where (default: current directory)")
+    p.add_argument("--rootless", action="store_true", help="a spec for a rootless container")
+    return p
+
+
+def _p_features(sub: SubParsers) -> argparse.ArgumentParser:
+    return sub.add_parser("features", help="print what this runtime supports (JSON)")
+
+
+def _p_bundle(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("bundle", help="build a test bundle",
+                       usage="quark bundle busybox [--add BINARY] DIR [--] [CMD ARG ...]")
+    p.add_argument("kind", choices=["busybox"], help="what to put in the rootfs")
+    p.add_argument("--add", action="append", default=[], metavar="BINARY",
+                   help="also copy this static binary into /bin (repeatable)")
+    p.add_argument("dir", metavar="DIR", help="the bundle directory to create")
+    return p
+
+
+# name: (parser builder, handler, number of positionals before a trailing command line)
+COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
+                          Callable[[argparse.Namespace, Config], int], int | None]] = {
+    "run": (_p_run, _cmd_run, None),
+    "do": (_p_do, _cmd_do, 1),
+    "spec": (_p_spec, _cmd_spec, None),
+    "features": (_p_features, _cmd_features, None),
+    "bundle": (_p_bundle, _cmd_bundle, 2),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="quark",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version's lines
+        description="Quark: an OCI runtime running each container in a KVM guest "
+                    "served by an application kernel written in Python.",
+    )
+    parser.add_argument("--root", default=DEFAULT_ROOT, metavar="DIR",
+                        help=f"state directory (default {DEFAULT_ROOT})")
+    parser.add_argument("--log", metavar="FILE", help="log file (default: from config.toml)")
+    parser.add_argument("--log-format", choices=["text", "json"], help="log format")
+    parser.add_argument("--debug", action="store_true",
+                        help="debug logging, and tracebacks on errors")
+    parser.add_argument("--systemd-cgroup", action="store_true",
+                        help="accepted for compatibility (cgroupfs is used)")
+    parser.add_argument("--version", "-v", action="version",
+                        version=f"quark version {__version__}\nspec: {SPEC_VERSION}\n"
+                                f"python: {sys.version.split()[0]}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+    subparsers = {name: build(sub) for name, (build, _h, _n) in COMMANDS.items()}
+    return parser, subparsers
+
+
+def _takes_value(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for a in parser._actions if a.nargs != 0 for o in a.option_strings}
+
+
+def _split_tail(args: list[str], parser: argparse.ArgumentParser,
+                npos: int) -> tuple[list[str], list[str]]:
+    """Split `args` where the trailing command line starts: at the first `--`, or at the
+    first non-option word after `npos` positionals (runc's and runsc's rule), so that
+    `quark do /r sh -c x` keeps `-c` for sh."""
+    valued = _takes_value(parser)
+    i, seen = 0, 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            return args[:i], args[i + 1:]
+        if a.startswith("-") and a != "-":
+            i += 2 if a in valued else 1
+            continue
+        if seen == npos:
+            return args[:i], args[i:]
+        seen += 1
+        i += 1
+    return args, []
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser, subparsers = build_parser()
+    # Find the command word, skipping the global options and their values.
+    valued, i = _takes_value(parser), 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in valued else 1
+    name = argv[i] if i < len(argv) else None
+    if name in COMMANDS and COMMANDS[name][2] is not None:
+        head, tail = _split_tail(argv[i + 1:], subparsers[name], COMMANDS[name][2] or 0)
+        ns = parser.parse_args(argv[:i + 1] + head)
+        ns.command = tail
+        return ns
+    ns = parser.parse_args(argv)
+    if ns.command_name is None:
+        parser.print_usage(sys.stderr)
+        parser.exit(2, "quark: error: a command is required\n")
+    return ns
+
+
+def _message(e: BaseException) -> str:
+    """One line for the user: our own errors speak for themselves."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    if type(e).__module__.startswith("quark.") or isinstance(e, (UsageError, OSError)):
+        return text
+    return f"internal error: {type(e).__name__}: {text} (--debug shows the traceback)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `quark` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ns = _parse(argv)
+    cfg = None
+    try:
+        from .config import load_config
+
+        cfg = load_config().with_overrides(log_path=ns.log, log_format=ns.log_format,
+                                           debug=ns.debug)
+        return COMMANDS[ns.command_name][1](ns, cfg)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if ns.debug:
+            import traceback
+
+            traceback.print_exc()
+        msg = _message(e)
+        print(f"quark: {msg}", file=sys.stderr, flush=True)
+        from .log import write_error
+
+        if cfg is not None:
+            write_error(cfg.log.path, cfg.log.format, msg)
+        else:
+            write_error(ns.log, ns.log_format or "text", msg)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Quark's own log: a file (never stdout/stderr, which belong to the container).
+
+Two formats, the ones runc writes for containerd and podman to read:
+- json: one object a line, `{"level": "info", "msg": "...", "time": "<RFC 3339>", ...}`
+- text: logfmt, `time=... level=info msg="..." key=value`
+
+`setup_logging()` configures structlog once per process; before it (or if the file
+cannot be opened) log calls go nowhere. structlog is imported only here and only when
+logging is set up, so commands that do not log start faster.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from typing import Any, TextIO
+
+from .config import LogConfig
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_file: TextIO | None = None
+
+
+def _open(path: str) -> TextIO | None:
+    """Open the log for appending, creating its directory; None if impossible.
+
+    Not being able to log must not stop a container, so failures are swallowed.
+    """
+    if not path:
+        return None
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # Line-buffered: a crash loses at most the line being written, and readers
+        # (containerd tails the log on failure) see whole lines.
+        return open(path, "a", buffering=1, encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _drop(_logger: Any, _method: str, _event: Any) -> Any:
+    import structlog
+
+    raise structlog.DropEvent
+
+
+def setup_logging(cfg: LogConfig) -> bool:
+    """Send structlog output to `cfg.path` in `cfg.format` at `cfg.level` and above.
+
+    Returns False (and logs nothing) when the file cannot be opened.
+    """
+    global _file
+    import structlog
+
+    f = _open(cfg.path)
+    if f is None:
+        structlog.configure(
+            processors=[_drop],
+            logger_factory=structlog.ReturnLoggerFactory(),
+            wrapper_class=structlog.make_filtering_bound_logger(_LEVELS["error"]),
+            cache_logger_on_first_use=False,
+        )
+        return False
+    if _file is not None and _file is not f:
+        _file.close()
+    _file = f
+    common: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        structlog.processors.format_exc_info,
+        structlog.processors.EventRenamer("msg"),
+    ]
+    renderer: Any
+    if cfg.format == "json":
+        renderer = structlog.processors.JSONRenderer(default=str)
+    else:
+        renderer = structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"],
+                                                       drop_missing=True)
+    structlog.configure(
+        processors=[*common, renderer],
+        logger_factory=structlog.WriteLoggerFactory(file=f),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[cfg.level]),
+        cache_logger_on_first_use=False,
+    )
+    return True
+
+
+def get_logger(name: str | None = None, **context: Any) -> Any:
+    """A structlog logger bound to `logger=name` and `context`."""
+    import structlog
+
+    log = structlog.get_logger()
+    if name:
+        context["logger"] = name
+    return log.bind(**context) if context else log
+
+
+def write_error(path: str | None, fmt: str, msg: str) -> None:
+    """Append one error record to `path` without setting up structlog.
+
+    For the CLI's last word on a failure, which may come before logging is set up
+    (a bad config file, a bad flag). Same shape as the structlog output above.
+    """
+    f = _open(path or "")
+    if f is None:
+        return
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    with f:
+        if fmt == "json":
+            f.write(json.dumps({"level": "error", "msg": msg, "time": now}) + "\n")
+        else:
+            f.write(f"time={now} level=error msg={json.dumps(msg)}\n")
