@@ -15,6 +15,7 @@ from typing import Any, Callable
 from quark.core import kvm_ffi
 from quark.kernel.syscalls import table as systable
 from quark.kernel.task import Task, ThreadGroup
+from quark.kernel.waiting import WaitQueue
 
 log = logging.getLogger("quark.kernel")
 
@@ -42,6 +43,21 @@ class Kernel:
         from quark.kernel.futex import FutexTable
         self.futex = FutexTable()
         self.threads: list[threading.Thread] = []
+        self.frozen = False               # pause: no task runs user code
+        self.thaw_wq = WaitQueue()        # notified by resume and SIGCONT
+
+    # ---- pause / resume (the OCI freezer): vCPUs stop at their next exit
+    def freeze(self) -> None:
+        """Kernel lock held. Every running vCPU is kicked and parks in the kernel."""
+        from quark.kernel.task_signals import KICK_SIGNAL
+        self.frozen = True
+        for t in self.tasks.values():
+            if t.vcpu is not None:
+                t.vcpu.kick(KICK_SIGNAL)
+
+    def thaw(self) -> None:
+        self.frozen = False
+        self.thaw_wq.notify()
 
     # ---- pids
     def alloc_pid(self) -> int:

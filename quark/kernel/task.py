@@ -76,6 +76,7 @@ class ThreadGroup:
         self.execed = False          # has called execve (setpgid on it: EACCES)
         self.rlimits: Any = None
         self.itimer_real: Any = None
+        self.on_exit: Any = None     # callback(status) for processes without a parent
 
     @property
     def ppid(self) -> int:

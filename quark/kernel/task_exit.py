@@ -81,7 +81,11 @@ def _group_dead(tg: ThreadGroup, last: Task, status: int) -> None:
         k.init_exited(status)
         return
     if parent is None:
+        # A process started from outside (exec): nobody in the container reaps it;
+        # the sandbox learns its status through the callback.
         k.groups.pop(tg.pid, None)
+        if tg.on_exit is not None:
+            tg.on_exit(status)
         return
     act = parent.sighand.actions[L.SIGCHLD]
     autoreap = tg.exit_signal == L.SIGCHLD and (act.handler == SIG_IGN or act.flags & SA_NOCLDWAIT)

@@ -103,8 +103,7 @@ def _continue(tg: ThreadGroup) -> None:
     if tg.stopped:
         tg.stopped = False
         tg.stop_report = 0xFFFF          # WIFCONTINUED
-        for t in tg.threads:
-            t.waker.wake()
+        tg.kernel.thaw_wq.notify()
         if tg.parent:
             tg.parent.child_wq.notify()
             if not tg.parent.sighand.actions[L.SIGCHLD].flags & 1:   # SA_NOCLDSTOP
@@ -210,6 +209,8 @@ def group_stop(t: Task, sig: int) -> None:
         return
     tg.stopped = True
     tg.stop_report = (sig << 8) | 0x7F
+    for th in tg.threads:
+        _wake(th)
     if tg.parent:
         tg.parent.child_wq.notify()
         if not tg.parent.sighand.actions[L.SIGCHLD].flags & 1:

@@ -130,9 +130,12 @@ def _on_syscall(t: Task, vcpu: Any) -> bool:
             t.enter = None
             vcpu.enter_user(cr3, fs_base, regs)
             return _after_enter(t, vcpu)
-        if t.set_regs is None and not is_restart(result) and not t.signal_pending():
+        if t.set_regs is None and not is_restart(result) and not t.signal_pending() \
+                and not k.frozen:
             vcpu.set_syscall_result(result)
             return True
+        if not _freeze_point(t):
+            return False
         return _return_slow(t, vcpu, nr, result)
 
 
@@ -145,7 +148,7 @@ def _return_slow(t: Task, vcpu: Any, nr: int, result: int) -> bool:
         regs.rip, regs.rflags = regs.rcx, regs.r11
         regs.rax = result & _M64
         ctx = UserCtx(regs, nr, result)
-    if not deliver(t, ctx):
+    if not deliver(t, ctx) or not _freeze_point(t):
         return False
     vcpu.set_regs(ctx.regs)
     return True
@@ -241,7 +244,7 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
         if vector == 14:
             cr2 = vcpu.cr2()
             code = t.mm.handle_fault(cr2, err)
-            if code == 0 and not t.signal_pending():
+            if code == 0 and not t.signal_pending() and not k.frozen and not t.tg.stopped:
                 return True
             if code:
                 force_fault(t, SigInfo(L.SIGSEGV, code, addr=cr2))
@@ -249,11 +252,13 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
             sig, code = _FAULT_SIGNALS.get(vector, (L.SIGSEGV, SI_KERNEL))
             addr = rip if sig in (L.SIGILL, L.SIGFPE) else 0
             force_fault(t, SigInfo(sig, code, addr=addr))
+        if not _freeze_point(t):
+            return False
         regs = vcpu.get_regs()
         stub_rip, stub_rsp, stub_flags = regs.rip, regs.rsp, regs.rflags
         regs.rip, regs.rsp, regs.rflags = rip, rsp, rflags
         ctx = UserCtx(regs, trapno=vector, err=err, cr2=cr2)
-        if not deliver(t, ctx):
+        if not deliver(t, ctx) or not _freeze_point(t):
             return False
         if ctx.changed:
             vcpu.set_fault_return(regs.rip, regs.rsp, regs.rflags)
@@ -264,18 +269,23 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
 
 # ---- kicks -------------------------------------------------------------------
 
+def _freeze_point(t: Task) -> bool:
+    """Hold the task here while the sandbox is paused or its group is stopped;
+    False when it must exit instead. Kernel lock held."""
+    k = t.kernel
+    while (k.frozen or t.tg.stopped) and not t.dead and t.tg.exiting is None:
+        try:
+            _wait(t, t.block((k.thaw_wq,), None, interruptible=False))
+        except LinuxError:
+            pass
+    return not (t.dead or t.tg.exiting is not None)
+
+
 def _on_kick(t: Task, vcpu: Any) -> bool:
     k = t.kernel
     with k.lock:
-        if t.dead or t.tg.exiting is not None:
+        if not _freeze_point(t):
             return False
-        while t.tg.stopped and not t.dead and t.tg.exiting is None:
-            try:
-                _wait(t, t.block((), None))
-            except LinuxError:
-                pass
-            if t.tg.exiting is not None:
-                return False
         if not t.signal_pending():
             return True
         regs = vcpu.get_regs()
@@ -283,7 +293,7 @@ def _on_kick(t: Task, vcpu: Any) -> bool:
             return True          # inside the gate or a stub: its own exit is near
         t.stop = STOP_KICK
         ctx = UserCtx(regs)
-        if not deliver(t, ctx):
+        if not deliver(t, ctx) or not _freeze_point(t):
             return False
         if ctx.changed:
             vcpu.set_regs(ctx.regs)

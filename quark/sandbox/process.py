@@ -86,46 +86,110 @@ class Sandbox:
                 raise SandboxError(f"mounting {m.type or 'bind'} on {m.destination}: {_err(e)}") from e
         self.kernel.vfs = vfs
 
-    # ---- pid 1
+    # ---- processes
 
     def create_init(self) -> Task:
+        """Prepare pid 1 from the spec (exec'd, not yet running)."""
         spec = self.spec
-        k = self.kernel
-        creds = Creds.for_user(spec.uid, spec.gid, tuple(spec.additional_gids))
-        try:
-            fs = k.vfs.new_fs_context(spec.cwd or "/")
-        except LinuxError as e:
-            raise SandboxError(f"cwd {spec.cwd}: {_err(e)}") from e
-        if spec.umask is not None:
-            fs.umask = spec.umask
-        fds = FdTable()
-        for fd in (0, 1, 2):
-            try:
-                fds.install_at(fd, HostStreamFile.from_host_fd(fd))
-            except (OSError, LinuxError):
-                pass        # a closed stdio fd stays closed in the container too
-        from quark.kernel.mm.address_space import AddressSpace
-        pid = k.alloc_pid()
-        tg = ThreadGroup(k, pid, None)
-        tg.rlimits = Rlimits.from_spec(spec.rlimits)
-        k.groups[pid] = tg
-        k.init_tg = tg
-        t = Task(k, pid, tg, AddressSpace(self.machine), fds, fs, creds)
-        tg.threads.append(t)
-        env = [e.encode() for e in spec.env]
-        argv = [a.encode() for a in spec.args]
-        path = self._find_executable(t, spec.args[0], spec.env)
-        coro = do_execve(t, L.AT_FDCWD, path, argv, env, 0)
-        with k.lock:
-            rc = drive(t, coro)
-        if rc < 0:
-            raise SandboxError(self._exec_error(spec.args[0], -rc))
-        cr3, fs_base, regs = t.enter
-        t.enter = None
-        t.start_regs = regs
-        t.fs_base = fs_base
+        t = self.spawn(spec.args, spec.env, spec.cwd or "/", spec.uid, spec.gid,
+                       tuple(spec.additional_gids), (0, 1, 2), umask=spec.umask,
+                       rlimits=spec.rlimits, is_init=True)
         self.init = t
         return t
+
+    def spawn(self, args: Any, env: Any, cwd: str, uid: int, gid: int, groups: tuple[int, ...],
+              stdio: tuple[int | None, int | None, int | None], *, umask: int | None = None,
+              rlimits: Any = (), is_init: bool = False, on_exit: Any = None) -> Task:
+        """Make a process in the container running ``args`` with host fds ``stdio`` as
+        its 0, 1, 2 (dup'ed; None leaves the fd closed). Init is returned unstarted;
+        any other process (``exec``) starts at once with no parent in the container,
+        and ``on_exit(wait_status)`` runs (kernel lock held) when it is gone."""
+        k = self.kernel
+        creds = Creds.for_user(uid, gid, groups)
+        from quark.kernel.mm.address_space import AddressSpace
+        with k.lock:
+            try:
+                fs = k.vfs.new_fs_context(cwd)
+            except LinuxError as e:
+                raise SandboxError(f"cwd {cwd}: {_err(e)}") from e
+            if umask is not None:
+                fs.umask = umask
+            fds = FdTable()
+            for fd, host in enumerate(stdio):
+                if host is None:
+                    continue
+                try:
+                    fds.install_at(fd, HostStreamFile.from_host_fd(host))
+                except (OSError, LinuxError):
+                    pass    # a closed stdio fd stays closed in the container too
+            pid = k.alloc_pid()
+            tg = ThreadGroup(k, pid, None)
+            tg.rlimits = (Rlimits.from_spec(rlimits) if is_init or k.init_tg is None
+                          else k.init_tg.rlimits.fork())
+            tg.on_exit = on_exit
+            if k.init_tg is not None:
+                tg.sid = tg.pgid = pid
+            t = Task(k, pid, tg, AddressSpace(self.machine), fds, fs, creds)
+            tg.threads.append(t)
+            k.groups[pid] = tg
+            if is_init:
+                k.init_tg = tg
+            envb = [e.encode() for e in env]
+            argv = [a.encode() for a in args]
+            try:
+                path = self._find_executable(t, args[0], env)
+                rc = drive(t, do_execve(t, L.AT_FDCWD, path, argv, envb, 0))
+                if rc < 0:
+                    raise SandboxError(self._exec_error(args[0], -rc))
+            except SandboxError:
+                self._discard(t)
+                raise
+            _cr3, fs_base, regs = t.enter
+            t.enter = None
+            t.start_regs = regs
+            t.fs_base = fs_base
+            if not is_init:
+                k.start(t)
+        return t
+
+    def _discard(self, t: Task) -> None:
+        k = self.kernel
+        k.groups.pop(t.pid, None)
+        if k.init_tg is t.tg:
+            k.init_tg = None
+        t.fds.close_all()
+        t.mm.release()
+        t.waker.close()
+
+    def start_init(self) -> None:
+        with self.kernel.lock:
+            if self.init is not None and self.init.thread is None:
+                self.kernel.start(self.init)
+
+    def signal(self, sig: int, all_processes: bool = False) -> None:
+        """Like ``kill``: to init (pid-namespace rules apply), or SIGKILL-style to
+        every process with ``all_processes``."""
+        if not all_processes:
+            self.forward(sig)
+            return
+        k = self.kernel
+        with k.lock:
+            for tg in list(k.groups.values()):
+                if not tg.zombie:
+                    send_to_group(tg, SigInfo(sig, 0, pid=0, uid=0))
+
+    def pids(self) -> list[int]:
+        """Container pids of live processes."""
+        with self.kernel.lock:
+            return sorted(g.pid for g in self.kernel.groups.values() if not g.zombie)
+
+    def pause(self) -> None:
+        with self.kernel.lock:
+            self.kernel.freeze()
+
+    def resume(self) -> None:
+        with self.kernel.lock:
+            self.kernel.thaw()
 
     def _find_executable(self, t: Task, name: str, env: Any) -> str:
         """runc's lookup: a name without '/' is searched in the container's PATH."""
@@ -158,16 +222,19 @@ class Sandbox:
 
     def run(self) -> int:
         """Start init and serve until it exits; returns the wait status."""
-        t = self.init or self.create_init()
+        if self.init is None:
+            self.create_init()
         install_kick_handler()
         loop = _new_loop()
         try:
-            return loop.run_until_complete(self._serve(t))
+            return loop.run_until_complete(self.serve(autostart=True))
         finally:
             loop.close()
             self.close()
 
-    async def _serve(self, t: Task) -> int:
+    async def serve(self, autostart: bool = True) -> int:
+        """Run until init exits (started now, or later by ``start_init``); returns
+        its wait status. Must run on the loop of the sandbox's main thread."""
         loop = asyncio.get_running_loop()
         k = self.kernel
         done: asyncio.Future[int] = loop.create_future()
@@ -188,8 +255,8 @@ class Sandbox:
         loop.add_reader(efd, readable)
         for s in FORWARDED:
             loop.add_signal_handler(s, self.forward, int(s))
-        with k.lock:
-            k.start(t)
+        if autostart:
+            self.start_init()
         try:
             status = await done
         finally:
