@@ -41,8 +41,9 @@ class BuildPyWithGuest(build_py):
     def get_outputs(self, include_bytecode=True):
         outputs = super().get_outputs(include_bytecode)
         out = Path(self.build_lib) / "quark" / "core" / "guest"
-        outputs += [str(out / (src.stem + ".bin")) for src in
-                    sorted((HERE / "quark" / "core" / "guest").glob("*.S"))]
+        guest = HERE / "quark" / "core" / "guest"
+        outputs += [str(out / (src.stem + ".bin")) for src in sorted(guest.glob("*.S"))]
+        outputs += [str(out / (src.stem + ".so")) for src in sorted(guest.glob("*.c"))]
         return sorted(set(outputs))
 
 

@@ -43,6 +43,7 @@ KVM_SET_MSRS = 0x4008AE89
 KVM_SET_CPUID2 = 0x4008AE90
 KVM_SET_XCRS = 0x4188AEA7
 KVM_IOEVENTFD = 0x4040AE79
+KVM_GET_TSC_KHZ = 0xAEA3
 KVM_GET_XSAVE = 0x9000AEA4
 KVM_SET_XSAVE = 0x5000AEA5
 
@@ -222,6 +223,10 @@ def create_vm(kvm_fd: int) -> int:
 def set_memory_region(vm_fd: int, slot: int, gpa: int, size: int, host_addr: int) -> None:
     r = MemoryRegion(slot, 0, gpa, size, host_addr)
     _call(vm_fd, KVM_SET_USER_MEMORY_REGION, r, "KVM_SET_USER_MEMORY_REGION")
+
+
+def tsc_khz(vcpu_fd: int) -> int:
+    return _call_int(vcpu_fd, KVM_GET_TSC_KHZ, 0, "KVM_GET_TSC_KHZ")
 
 
 def create_vcpu(vm_fd: int, index: int) -> int:

@@ -181,6 +181,10 @@ class Vcpu:
     def set_regs(self, regs: kvm_ffi.Regs) -> None:
         kvm_ffi.set_regs(self.fd, regs)
 
+    def read_msr(self, index: int) -> int:
+        """An MSR of a vCPU that is not running (the ioctl waits for KVM_RUN)."""
+        return kvm_ffi.get_msr(self.fd, index)
+
     def fpu_state(self) -> bytes:
         """The XSAVE image of the vCPU's FPU/vector registers."""
         return kvm_ffi.get_xsave(self.fd)

@@ -80,6 +80,14 @@ class Machine:
         v.state = VcpuState.RUNNING
         return v
 
+    def tsc_khz(self) -> int:
+        """The guest TSC frequency (asked of a vCPU, creating one if needed)."""
+        v = self.vcpus[0] if self.vcpus else None
+        if v is None:
+            v = self.get_vcpu()
+            self.put_vcpu(v)
+        return kvm_ffi.tsc_khz(v.fd)
+
     def put_vcpu(self, v: Vcpu) -> None:
         with self._lock:
             v.state = VcpuState.IDLE

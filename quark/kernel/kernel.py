@@ -43,8 +43,19 @@ class Kernel:
         from quark.kernel.futex import FutexTable
         self.futex = FutexTable()
         self.threads: list[threading.Thread] = []
+        self.vdso: Any = None             # set by start_time(): vDSO + time page
+        self.timekeeper: Any = None
         self.frozen = False               # pause: no task runs user code
         self.thaw_wq = WaitQueue()        # notified by resume and SIGCONT
+
+    def start_time(self) -> None:
+        """Map a vDSO into every process from now on, with its time page kept
+        current (clock_gettime & co. then never leave the guest)."""
+        from quark.kernel.loader.vdso import Vdso
+        from quark.kernel.timekeeper import Timekeeper
+        self.vdso = Vdso(self.machine)
+        self.timekeeper = Timekeeper(self.machine, self.vdso.vvar_frame)
+        self.timekeeper.start()
 
     # ---- pause / resume (the OCI freezer): vCPUs stop at their next exit
     def freeze(self) -> None:

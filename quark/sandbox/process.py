@@ -69,6 +69,7 @@ class Sandbox:
             from quark.kernel.strace import make_tracer
             self.kernel.strace = make_tracer()
         self._build_vfs()
+        self.kernel.start_time()
         self.init: Task | None = None
 
     def _build_vfs(self) -> None:

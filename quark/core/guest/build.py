@@ -111,9 +111,48 @@ def assemble(src: Path, dst: Path) -> None:
         os.replace(tmp_dst, dst)
 
 
+# The vDSO is a real ELF shared object (glibc and musl parse it), linked at 0 with no
+# dynamic relocations, its own soname and Linux's symbol versions.
+VDSO_FLAGS = [
+    "-shared", "-nostdlib", "-fPIC", "-O2", "-fno-stack-protector", "-mno-red-zone",
+    "-Wall", "-Wl,-soname=linux-vdso.so.1", "-Wl,--hash-style=both", "-Wl,-Bsymbolic",
+    "-Wl,-z,max-page-size=4096", "-Wl,-z,noseparate-code", "-Wl,-z,norelro",
+    "-Wl,-z,noexecstack", "-Wl,--build-id=none",
+]
+
+
+def compile_vdso(src: Path, dst: Path) -> None:
+    """Compile the vDSO C source `src` (with `<stem>.map`, its version script) to `dst`."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    version_script = src.with_suffix(".map")
+    layout = src.with_suffix(".lds")
+    with tempfile.TemporaryDirectory(prefix="quark-guest-") as tmp:
+        out = Path(tmp) / (src.stem + ".so")
+        _run([_tool("gcc"), *VDSO_FLAGS, f"-Wl,--version-script={version_script}",
+              f"-Wl,-T,{layout}", "-o", str(out), str(src)], src)
+        data = out.read_bytes()
+        if _sections_named(data, (_SHT_REL, _SHT_RELA)):
+            raise GuestBuildError(f"{src.name}: the vDSO must not need relocations")
+        fd, tmp_dst = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+        os.close(fd)
+        shutil.copyfile(out, tmp_dst)
+        os.chmod(tmp_dst, 0o644)
+        os.replace(tmp_dst, dst)
+
+
+def _sections_named(obj: bytes, types: tuple[int, ...]) -> list[str]:
+    return [n for n, t, _f, s in _sections(obj) if t in types and s]
+
+
 def sources(directory: Path = GUEST_DIR) -> list[Path]:
     """The stub sources, in a stable order."""
     return sorted(directory.glob("*.S"))
+
+
+def c_sources(directory: Path = GUEST_DIR) -> list[Path]:
+    """C sources of guest shared objects (the vDSO)."""
+    return sorted(directory.glob("*.c"))
 
 
 def _fresh(src: Path, dst: Path) -> bool:
@@ -123,7 +162,7 @@ def _fresh(src: Path, dst: Path) -> bool:
 def _cache_dir() -> Path:
     """A per-content directory under the user's cache, for read-only installs."""
     digest = hashlib.sha256()
-    for src in sources():
+    for src in sources() + c_sources():
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "quark" / "guest" / digest.hexdigest()[:16]
@@ -141,7 +180,9 @@ def ensure_built() -> Path:
     is writable, else in ~/.cache/quark/guest/<hash of the sources>/.
     """
     srcs = sources()
-    if all(_fresh(s, s.with_suffix(".bin")) for s in srcs):
+    csrcs = c_sources()
+    if all(_fresh(s, s.with_suffix(".bin")) for s in srcs) and \
+            all(_fresh(c, c.with_suffix(".so")) for c in csrcs):
         return GUEST_DIR
     if _writable(GUEST_DIR):
         out = GUEST_DIR
@@ -151,7 +192,23 @@ def ensure_built() -> Path:
         dst = out / (src.stem + ".bin")
         if not _fresh(src, dst):
             assemble(src, dst)
+    for src in csrcs:
+        dst = out / (src.stem + ".so")
+        if not _fresh(src, dst):
+            if out != GUEST_DIR:
+                for extra in (src, src.with_suffix(".map"), src.with_suffix(".lds")):
+                    shutil.copyfile(extra, out / extra.name)
+                src = out / src.name
+            compile_vdso(src, dst)
     return out
+
+
+def shared_object(name: str) -> bytes:
+    """The bytes of the guest shared object `<name>.so` (the vDSO)."""
+    path = ensure_built() / f"{name}.so"
+    if not path.exists():
+        raise GuestBuildError(f"no guest source {name}.c in {GUEST_DIR}")
+    return path.read_bytes()
 
 
 def binary(name: str) -> bytes:
@@ -168,5 +225,9 @@ def build_all(directory: Path) -> list[Path]:
     for src in sources(directory):
         dst = src.with_suffix(".bin")
         assemble(src, dst)
+        built.append(dst)
+    for src in c_sources(directory):
+        dst = src.with_suffix(".so")
+        compile_vdso(src, dst)
         built.append(dst)
     return built

@@ -78,6 +78,7 @@ class AddressSpace:
         self.stack_top = STACK_TOP
         self.mmap_top = MMAP_TOP
         self.users = 1                  # threads sharing this space (CLONE_VM)
+        self.special: set[int] = set()  # pages whose frames are shared, never freed
 
     @property
     def cr3(self) -> int:
@@ -285,6 +286,33 @@ class AddressSpace:
                     self._populate(p, False, around=True, force=True)
         return addr
 
+    def map_special(self, addr: int, frames: list[int], prot: int, name: str) -> None:
+        """Map frames owned by the machine (vDSO, its time page) read-only or
+        read+exec; they are shared by every process and never freed here."""
+        end = addr + len(frames) * PAGE
+        self.munmap(addr, end - addr)
+        self.vmas.insert(Vma(addr, end, prot, 0, None, 0, name))
+        flags = _pte_flags(prot)
+        for i, f in enumerate(frames):
+            page = addr + i * PAGE
+            self.frames[page] = f | prot
+            self.special.add(page)
+            self.pt.map(page, f, flags)
+
+    def _free_pages(self, pages: list[tuple[int, int]]) -> None:
+        """Frames removed from the page tables: owned ones are freed (zeroed and
+        invalidated); shared special ones only invalidated."""
+        owned, shared = [], []
+        for page, f in pages:
+            if page in self.special:
+                self.special.discard(page)
+                shared.append(f)
+            else:
+                owned.append(f)
+        for f in shared:
+            self.mem.invalidate(f, PAGE)
+        self.alloc.free_many(owned)
+
     def munmap(self, addr: int, length: int) -> None:
         if addr & _LOW or length == 0:
             raise LinuxError(EINVAL)
@@ -300,8 +328,8 @@ class AddressSpace:
                 e = self.frames.pop(p, None)
                 if e is not None:
                     self.pt.unmap(p)
-                    dead.append(e & ~_LOW)
-        self.alloc.free_many(dead)
+                    dead.append((p, e & ~_LOW))
+        self._free_pages(dead)
 
     def mprotect(self, addr: int, length: int, prot: int) -> None:
         if addr & _LOW or prot & ~(PROT_MASK | 0x01000000 | 0x02000000):
@@ -320,6 +348,8 @@ class AddressSpace:
             covered = v.end
         if covered < end:
             raise LinuxError(ENOMEM)
+        if prot & PROT_WRITE and any(p in self.special for p in range(addr, end, PAGE)):
+            raise LinuxError(EACCES)   # shared machine pages never become writable
         for v in self.vmas.carve(addr, end):
             v.prot = prot
             self.vmas.insert(v)
@@ -355,11 +385,13 @@ class AddressSpace:
         zeros, file-backed ones as the file's content, at the next touch."""
         dead = []
         for p in range(start, end, PAGE):
+            if p in self.special:
+                continue
             e = self.frames.pop(p, None)
             if e is not None:
                 self.pt.unmap(p)
-                dead.append(e & ~_LOW)
-        self.alloc.free_many(dead)
+                dead.append((p, e & ~_LOW))
+        self._free_pages(dead)
 
     def mremap(self, old: int, old_size: int, new_size: int, may_move: int,
                fixed: int | None) -> int:
@@ -445,6 +477,11 @@ class AddressSpace:
             child.vmas.insert(v.copy())
         buf = self.buf
         for page, e in self.frames.items():
+            if page in self.special:
+                child.frames[page] = e
+                child.special.add(page)
+                child.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
+                continue
             try:
                 f = self.alloc.alloc()
             except OutOfMemory:
@@ -461,8 +498,10 @@ class AddressSpace:
 
     def release(self) -> None:
         """Free every frame and table (exit, exec)."""
-        self.alloc.free_many([e & ~_LOW for e in self.frames.values()])
+        self.alloc.free_many([e & ~_LOW for p, e in self.frames.items()
+                              if p not in self.special])
         self.frames.clear()
+        self.special.clear()
         self.pt.release()
         for v in self.vmas:
             v.drop()
