@@ -11,6 +11,8 @@ logging is set up, so commands that do not log start faster.
 
 from __future__ import annotations
 
+import logging
+
 import datetime as _dt
 import json
 import os
@@ -44,6 +46,31 @@ def _drop(_logger: Any, _method: str, _event: Any) -> Any:
     raise structlog.DropEvent
 
 
+class _ToStructlog(logging.Handler):
+    """Routes the kernel's and core's stdlib ``logging`` records (``quark.*``) into
+    the structlog file, so nothing of ours reaches the container's stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import structlog
+        log = structlog.get_logger(record.name)
+        kw: dict[str, Any] = {"logger": record.name}
+        if record.exc_info:
+            kw["exc_info"] = record.exc_info
+        try:
+            log.log(record.levelno, record.getMessage(), **kw)
+        except Exception:  # noqa: BLE001 - logging must never break the sandbox
+            pass
+
+
+def _bridge_stdlib(level: str, enabled: bool) -> None:
+    root = logging.getLogger("quark")
+    root.propagate = False
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(_ToStructlog() if enabled else logging.NullHandler())
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+
+
 def setup_logging(cfg: LogConfig) -> bool:
     """Send structlog output to `cfg.path` in `cfg.format` at `cfg.level` and above.
 
@@ -60,6 +87,7 @@ def setup_logging(cfg: LogConfig) -> bool:
             wrapper_class=structlog.make_filtering_bound_logger(_LEVELS["error"]),
             cache_logger_on_first_use=False,
         )
+        _bridge_stdlib(cfg.level, False)
         return False
     if _file is not None and _file is not f:
         _file.close()
@@ -83,6 +111,7 @@ def setup_logging(cfg: LogConfig) -> bool:
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[cfg.level]),
         cache_logger_on_first_use=False,
     )
+    _bridge_stdlib(cfg.level, True)
     return True
 
 

@@ -42,10 +42,19 @@ def _wake(t: Task) -> None:
         t.vcpu.kick(KICK_SIGNAL)
 
 
-def send_to_group(tg: ThreadGroup, info: SigInfo) -> None:
-    """kill(2) semantics: a process-directed signal."""
+def init_ignores(tg: ThreadGroup, sig: int, outside: bool) -> bool:
+    """The container's init is like a pid namespace's init (SIGNAL_UNKILLABLE): a
+    signal it has no handler for is dropped, except SIGKILL/SIGSTOP from outside."""
+    if tg is not tg.kernel.init_tg or tg.sighand.actions[sig].handler != SIG_DFL:
+        return False
+    return not (outside and sig in (L.SIGKILL, L.SIGSTOP))
+
+
+def send_to_group(tg: ThreadGroup, info: SigInfo, outside: bool = False) -> None:
+    """kill(2) semantics: a process-directed signal; ``outside`` when the runtime
+    (not a process of the container) sends it."""
     sig = info.signo
-    if tg.zombie or not tg.threads:
+    if tg.zombie or not tg.threads or init_ignores(tg, sig, outside):
         return
     if sig == L.SIGKILL:
         group_exit(tg, L.SIGKILL)
@@ -66,7 +75,7 @@ def send_to_group(tg: ThreadGroup, info: SigInfo) -> None:
 def send_to_task(t: Task, info: SigInfo) -> None:
     """tgkill(2) semantics, and synchronous faults (``force``) go through force_fault."""
     sig = info.signo
-    if t.dead:
+    if t.dead or init_ignores(t.tg, sig, False):
         return
     if sig == L.SIGKILL:
         group_exit(t.tg, L.SIGKILL)

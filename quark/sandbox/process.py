@@ -177,7 +177,7 @@ class Sandbox:
         with k.lock:
             for tg in list(k.groups.values()):
                 if not tg.zombie:
-                    send_to_group(tg, SigInfo(sig, 0, pid=0, uid=0))
+                    send_to_group(tg, SigInfo(sig, 0, pid=0, uid=0), outside=True)
 
     def pids(self) -> list[int]:
         """Container pids of live processes."""
@@ -276,10 +276,7 @@ class Sandbox:
             tg = k.init_tg
             if tg is None or tg.zombie:
                 return
-            act = tg.sighand.actions[sig]
-            if act.handler == 0 and sig not in (L.SIGKILL, L.SIGSTOP):
-                return
-            send_to_group(tg, SigInfo(sig, 0, pid=0, uid=0))
+            send_to_group(tg, SigInfo(sig, 0, pid=0, uid=0), outside=True)
 
     def kill_all(self) -> None:
         k = self.kernel

@@ -9,7 +9,7 @@ from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.signals import SI_TKILL, SI_USER, SigInfo, valid
 from quark.kernel.syscalls.args import SyscallArgs
-from quark.kernel.syscalls.table import syscall
+from quark.kernel.syscalls.table import error, syscall
 from quark.kernel.task import Task, ThreadGroup
 from quark.kernel.task_clone import do_clone
 from quark.kernel.task_exec import do_execve, read_strv
@@ -306,11 +306,6 @@ async def sys_kill(t: Task, a: SyscallArgs) -> int:
         except LinuxError as e:
             err = e.errno
             continue
-        if g is k.init_tg and sig and g.sighand.actions[sig].handler == 0 and g is not t.tg:
-            # Container init ignores signals it has no handler for (pid namespace rule),
-            # except from the outside (the runtime), which uses send_to_group directly.
-            sent += 1
-            continue
         if sig:
             send_to_group(g, _info(t, sig))
         sent += 1
@@ -345,3 +340,7 @@ async def sys_tkill(t: Task, a: SyscallArgs) -> int:
     if sig:
         send_to_task(target, _info(t, sig, SI_TKILL))
     return 0
+
+
+# glibc registers rseq at start and falls back when it is missing, as under gVisor.
+error(334, "rseq", L.ENOSYS, "restartable sequences are not implemented; libc falls back")
