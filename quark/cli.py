@@ -40,6 +40,7 @@ class UsageError(Exception):
 # -- commands --------------------------------------------------------------------------
 
 def _run_sandbox(spec: SandboxSpec, cfg: Config, pid_file: str | None) -> int:
+    """`quark do`: run a spec in the foreground with no state directory."""
     """Hand the checked spec to the sandbox and turn its result into an exit status."""
     from .log import get_logger, setup_logging
 
@@ -58,14 +59,194 @@ def _abs_or_none(path: str | None) -> str | None:
 
 
 def _cmd_run(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci import lifecycle
     from .oci.spec import load_bundle
 
-    if ns.detach:
-        raise UsageError("run --detach needs the create/start lifecycle, not available yet")
-    if ns.console_socket:
-        raise UsageError("--console-socket is not supported by run yet")
     spec = load_bundle(ns.bundle or os.getcwd(), ns.id)
-    return _run_sandbox(spec, cfg, _abs_or_none(ns.pid_file))
+    _lifecycle_logging(cfg)
+    return lifecycle.run(spec, cfg, ns.root, pid_file=_abs_or_none(ns.pid_file),
+                         console_socket=ns.console_socket, detach=ns.detach, keep=ns.keep,
+                         preserve_fds=ns.preserve_fds, systemd_cgroup=ns.systemd_cgroup)
+
+
+def _lifecycle_logging(cfg: Config) -> None:
+    from .log import setup_logging
+
+    setup_logging(cfg.log)
+
+
+def _cmd_create(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci import lifecycle
+    from .oci.spec import load_bundle
+
+    spec = load_bundle(ns.bundle or os.getcwd(), ns.id)
+    _lifecycle_logging(cfg)
+    return lifecycle.create(spec, cfg, ns.root, pid_file=_abs_or_none(ns.pid_file),
+                            console_socket=ns.console_socket, preserve_fds=ns.preserve_fds,
+                            systemd_cgroup=ns.systemd_cgroup)
+
+
+def _cmd_start(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci import lifecycle
+
+    _lifecycle_logging(cfg)
+    return lifecycle.start(ns.root, ns.id)
+
+
+def _cmd_state(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .oci import lifecycle
+
+    print(json.dumps(lifecycle.state(ns.root, ns.id), indent="  "))
+    return 0
+
+
+def _cmd_kill(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci import lifecycle
+
+    _lifecycle_logging(cfg)
+    lifecycle.kill(ns.root, ns.id, lifecycle.parse_signal(ns.signal), ns.all)
+    return 0
+
+
+def _cmd_delete(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci import lifecycle
+
+    _lifecycle_logging(cfg)
+    lifecycle.delete(ns.root, ns.id, force=ns.force)
+    return 0
+
+
+def _cmd_pause(ns: argparse.Namespace, cfg: Config) -> int:
+    from .oci import lifecycle
+
+    lifecycle.pause(ns.root, ns.id, resume=ns.command_name == "resume")
+    return 0
+
+
+def _cmd_exec(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .oci.exec import build_process, exec_process
+    from .oci.state import StateDir
+
+    _lifecycle_logging(cfg)
+    st = StateDir(ns.root, ns.id).load()
+    try:
+        with open(os.path.join(st.bundle, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = {}
+    for e in ns.env:
+        if "=" not in e or e.startswith("="):
+            raise UsageError(f"--env {e!r}: expected KEY=VALUE")
+    proc = build_process(config, st.rootfs, process_file=ns.process, args=ns.command,
+                         env=ns.env, cwd=ns.cwd, user=ns.user, tty=ns.tty,
+                         additional_gids=ns.additional_gids)
+    return exec_process(ns.root, ns.id, proc, detach=ns.detach,
+                        pid_file=_abs_or_none(ns.pid_file), console_socket=ns.console_socket)
+
+
+def _cmd_ps(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+    import subprocess
+
+    from .oci import lifecycle
+
+    st, _guest = lifecycle.container_pids(ns.root, ns.id)
+    # The guest's processes are not host processes: the sandbox process stands for
+    # all of them (it is the one to signal, and the one using CPU and memory).
+    pids = [st.pid] if st.live_status() != "stopped" else []
+    if ns.format == "json":
+        print(json.dumps(pids))
+        return 0
+    out = subprocess.run(["ps", *(ns.ps_args or ["-ef"])], capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    col = header.index("PID") if "PID" in header else 1
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            print(line)
+    return 0
+
+
+def _cmd_list(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .oci.state import list_states
+
+    states = [s.oci() for s in list_states(ns.root)]
+    if ns.quiet:
+        for s in states:
+            print(s["id"])
+    elif ns.format == "json":
+        print(json.dumps(states))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"],
+                  s["owner"]) for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _cmd_events(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+    import time
+
+    from .oci import lifecycle
+    from .oci.errors import OciError
+
+    while True:
+        try:
+            data = lifecycle.stats(ns.root, ns.id)
+        except OciError:
+            if ns.stats:
+                raise
+            return 0        # the container is gone: the event stream ends
+        print(json.dumps({"type": "stats", "id": ns.id, "data": data}), flush=True)
+        if ns.stats:
+            return 0
+        time.sleep(_duration(ns.interval))
+
+
+def _duration(text: str) -> float:
+    """Go durations as runc takes them: "5s", "500ms", "1m"."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for u in ("ms", "s", "m", "h"):
+        if text.endswith(u) and text[:-len(u)].replace(".", "", 1).isdigit():
+            return float(text[:-len(u)]) * units[u]
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--interval {text!r}: expected a duration like 5s") from None
+
+
+def _cmd_update(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .oci import lifecycle
+
+    resources: dict[str, Any] = {}
+    if ns.resources:
+        try:
+            text = (sys.stdin.read() if ns.resources == "-"
+                    else Path(ns.resources).read_text(encoding="utf-8"))
+            resources = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--resources {ns.resources}: {e}") from e
+    if ns.memory is not None:
+        resources.setdefault("memory", {})["limit"] = ns.memory
+    if ns.pids_limit is not None:
+        resources.setdefault("pids", {})["limit"] = ns.pids_limit
+    lifecycle.update(ns.root, ns.id, resources)
+    return 0
 
 
 def _parse_mount(text: str) -> dict[str, Any]:
@@ -144,19 +325,112 @@ def _cmd_bundle(ns: argparse.Namespace, cfg: Config) -> int:
 
 # -- parsers ---------------------------------------------------------------------------
 
-def _p_run(sub: SubParsers) -> argparse.ArgumentParser:
-    p = sub.add_parser("run", help="create and run a container in the foreground")
+def _id(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", metavar="ID", help="the container id")
+
+
+def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", "-b", metavar="DIR",
                    help="the bundle directory (default: the current directory)")
     p.add_argument("--pid-file", metavar="FILE", help="write the sandbox process id here")
-    p.add_argument("--detach", "-d", action="store_true", help="detach from the container")
     p.add_argument("--console-socket", metavar="PATH",
                    help="AF_UNIX socket receiving the pty master (terminal: true)")
-    for flag in ("--no-pivot", "--no-new-keyring", "--no-subreaper", "--keep"):
+    for flag in ("--no-pivot", "--no-new-keyring"):
         p.add_argument(flag, action="store_true", help="accepted for runc compatibility")
     p.add_argument("--preserve-fds", type=int, default=0, metavar="N",
-                   help="pass N extra file descriptors (after stdio) to the container")
-    p.add_argument("id", metavar="ID", help="the container id")
+                   help="keep N extra file descriptors (after stdio) open")
+    _id(p)
+
+
+def _p_run(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="create and run a container in the foreground")
+    p.add_argument("--detach", "-d", action="store_true", help="detach from the container")
+    p.add_argument("--keep", action="store_true", help="keep the state after it exits")
+    p.add_argument("--no-subreaper", action="store_true", help="accepted for compatibility")
+    _create_flags(p)
+    return p
+
+
+def _p_create(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("create", help="create a container (its process waits for start)")
+    _create_flags(p)
+    return p
+
+
+def _p_id_only(name: str, text: str) -> Callable[[SubParsers], argparse.ArgumentParser]:
+    def build(sub: SubParsers) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text)
+        _id(p)
+        return p
+    return build
+
+
+def _p_kill(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("kill", help="send a signal to the container's init (default TERM)")
+    p.add_argument("--all", "-a", action="store_true", help="to every process")
+    _id(p)
+    p.add_argument("signal", nargs="?", default="SIGTERM", metavar="SIGNAL")
+    return p
+
+
+def _p_delete(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("delete", help="delete a stopped container (--force: any)")
+    p.add_argument("--force", "-f", action="store_true", help="kill it first if needed")
+    _id(p)
+    return p
+
+
+def _p_exec(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("exec", help="run a process in a running container",
+                       usage="quark exec [options] ID [--] CMD [ARG ...]")
+    p.add_argument("--process", "-p", metavar="FILE", help="process.json to run")
+    p.add_argument("--detach", "-d", action="store_true", help="do not wait for it")
+    p.add_argument("--tty", "-t", action="store_true", help="give it a terminal")
+    p.add_argument("--pid-file", metavar="FILE", help="write the holder process id here")
+    p.add_argument("--console-socket", metavar="PATH", help="receives the pty master")
+    p.add_argument("--cwd", metavar="DIR", help="working directory")
+    p.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--user", "-u", metavar="UID[:GID]")
+    p.add_argument("--additional-gids", "-g", action="append", type=int, default=[])
+    for flag in ("--no-new-privs", "--ignore-paused"):
+        p.add_argument(flag, action="store_true", help="accepted for compatibility")
+    for flag in ("--cap", "-c", "--apparmor", "--process-label", "--cgroup"):
+        p.add_argument(flag, action="append", default=[], help="accepted for compatibility")
+    p.add_argument("--preserve-fds", type=int, default=0, help="accepted for compatibility")
+    _id(p)
+    return p
+
+
+def _p_ps(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("ps", help="host processes of the container (its sandbox process)")
+    p.add_argument("--format", "-f", choices=["table", "json"], default="table")
+    _id(p)
+    p.add_argument("ps_args", nargs="*", metavar="PS_ARG")
+    return p
+
+
+def _p_list(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("list", aliases=[], help="list the containers")
+    p.add_argument("--format", "-f", choices=["table", "json"], default="table")
+    p.add_argument("--quiet", "-q", action="store_true", help="ids only")
+    return p
+
+
+def _p_events(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("events", help="stats of a container as JSON lines")
+    p.add_argument("--stats", action="store_true", help="print the stats once and exit")
+    p.add_argument("--interval", default="5s", help="time between stats (default 5s)")
+    _id(p)
+    return p
+
+
+def _p_update(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("update", help="change a container's resources")
+    p.add_argument("--resources", "-r", metavar="FILE",
+                   help="linux.resources JSON ('-' for stdin)")
+    p.add_argument("--memory", type=int, help="memory limit in bytes")
+    p.add_argument("--pids-limit", type=int, help="maximum number of processes")
+    _id(p)
     return p
 
 
@@ -199,6 +473,18 @@ def _p_bundle(sub: SubParsers) -> argparse.ArgumentParser:
 COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
                           Callable[[argparse.Namespace, Config], int], int | None]] = {
     "run": (_p_run, _cmd_run, None),
+    "create": (_p_create, _cmd_create, None),
+    "start": (_p_id_only("start", "start a created container"), _cmd_start, None),
+    "state": (_p_id_only("state", "print a container's state (JSON)"), _cmd_state, None),
+    "kill": (_p_kill, _cmd_kill, None),
+    "delete": (_p_delete, _cmd_delete, None),
+    "exec": (_p_exec, _cmd_exec, 1),
+    "ps": (_p_ps, _cmd_ps, None),
+    "list": (_p_list, _cmd_list, None),
+    "pause": (_p_id_only("pause", "freeze every vCPU of a container"), _cmd_pause, None),
+    "resume": (_p_id_only("resume", "thaw a paused container"), _cmd_pause, None),
+    "events": (_p_events, _cmd_events, None),
+    "update": (_p_update, _cmd_update, None),
     "do": (_p_do, _cmd_do, 1),
     "spec": (_p_spec, _cmd_spec, None),
     "features": (_p_features, _cmd_features, None),
