@@ -94,7 +94,7 @@ def _map_segments(mm: AddressSpace, file: Any, phdrs: list[tuple[int, ...]], bia
         mpage_end = (mem_end + PAGE - 1) & ~(PAGE - 1)
         if mpage_end > anon_start:
             mm.mmap(anon_start, mpage_end - anon_start, prot,
-                    L.MAP_PRIVATE | L.MAP_FIXED | L.MAP_ANONYMOUS, None, 0, name)
+                    L.MAP_PRIVATE | L.MAP_FIXED | L.MAP_ANONYMOUS, None, 0, "")
         top = max(top, mem_end)
     return top
 

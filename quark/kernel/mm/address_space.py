@@ -507,6 +507,23 @@ class AddressSpace:
             v.drop()
         self.vmas = VmaList()
 
+    def maps_text(self) -> str:
+        """/proc/pid/maps: one line per VMA, as Linux formats them."""
+        lines = []
+        for v in self.vmas:
+            dev, ino, off = "00:00", 0, 0
+            if v.file is not None:
+                off = v.offset
+                try:
+                    st = v.file.stat()
+                    dev = f"{st.dev[0]:02x}:{st.dev[1]:02x}"
+                    ino = st.ino
+                except Exception:  # noqa: BLE001 - a file without stat shows zeros
+                    pass
+            head = f"{v.start:08x}-{v.end:08x} {v.perms()} {off:08x} {dev} {ino}"
+            lines.append(f"{head:<72} {v.name}".rstrip() if v.name else head)
+        return "".join(line + "\n" for line in lines)
+
     def rss_pages(self) -> int:
         return len(self.frames)
 
