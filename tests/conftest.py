@@ -6,6 +6,9 @@ only where what it needs is absent:
   root   euid 0
   runc   the runc binary, and root
   runsc  the runsc binary (gVisor), and root
+  podman, containerd, docker   that client's binaries (podman+conmon, containerd+ctr,
+         dockerd+docker+containerd), and root
+  cri    containerd and the grpcio-tools module (the CRI test compiles its .proto)
 
 Fixtures:
   busybox_bundle   session-wide OCI bundle with static busybox (sh as its command)
@@ -53,11 +56,31 @@ def _binary_missing(name: str) -> str | None:
     return _root_missing()
 
 
+def _binaries_missing(*names: str) -> str | None:
+    for name in names:
+        reason = _binary_missing(name)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _cri_missing() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("grpc_tools") is None:
+        return "the grpcio-tools module is not installed (pip install '.[test]')"
+    return _binaries_missing("containerd", "containerd-shim-runc-v2")
+
+
 _REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "kvm": _kvm_missing,
     "root": _root_missing,
     "runc": lambda: _binary_missing("runc"),
     "runsc": lambda: _binary_missing("runsc"),
+    "podman": lambda: _binaries_missing("podman", "conmon"),
+    "containerd": lambda: _binaries_missing("containerd", "ctr", "containerd-shim-runc-v2"),
+    "docker": lambda: _binaries_missing("dockerd", "docker", "containerd"),
+    "cri": _cri_missing,
 }
 
 

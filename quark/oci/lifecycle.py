@@ -165,7 +165,13 @@ def _sandbox_child(spec: SandboxSpec, cfg: Any, sdir: StateDir, w: int, pty: Pty
     """The forked sandbox process; never returns."""
     status = 1
     try:
-        _close_inherited({w, *range(3, 3 + preserve_fds)})
+        from quark import log as qlog
+        keep = {w, *range(3, 3 + preserve_fds)}
+        if qlog._file is not None:
+            keep.add(qlog._file.fileno())   # our own log, opened before the fork
+        if pty is not None:
+            keep.add(pty.slave)
+        _close_inherited(keep)
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
         if pty is not None:
