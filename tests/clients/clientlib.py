@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+BUSYBOX_REF = "docker.io/library/quark-busybox:latest"   # in containerd and docker
+PAUSE_REF = "localhost/quark-pause:1"                     # the CRI sandbox image
+
 
 # -- running clients ----------------------------------------------------------------------
 
@@ -73,3 +76,59 @@ def stop_daemon(p: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+# -- images --------------------------------------------------------------------------------
+
+def oci_archive(rootfs_tar: Path, out: Path, name: str, cmd: list[str]) -> Path:
+    """Write an OCI image-layout tarball (what `ctr images import` reads) holding one
+    uncompressed layer, `rootfs_tar`, with `cmd` as its command and `name` as its
+    reference (the io.containerd.image.name annotation)."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    blobs: dict[str, bytes] = {}
+
+    def blob(data: bytes) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        blobs[digest] = data
+        return {"digest": digest, "size": len(data)}
+
+    layer = rootfs_tar.read_bytes()
+    layer_desc = blob(layer)
+    config = {
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": cmd, "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer_desc["digest"]]},
+        "history": [{"created_by": "quark tests"}],
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   **blob(json.dumps(config).encode())},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer_desc}],
+    }
+    index = {
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       **blob(json.dumps(manifest).encode()),
+                       "annotations": {"io.containerd.image.name": name,
+                                       "org.opencontainers.image.ref.name": name}}],
+    }
+
+    def add(t: tarfile.TarFile, path: str, data: bytes) -> None:
+        info = tarfile.TarInfo(path)
+        info.size = len(data)
+        info.mode = 0o644
+        t.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(out, "w") as t:
+        add(t, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+        add(t, "index.json", json.dumps(index).encode())
+        for digest, data in blobs.items():
+            add(t, "blobs/sha256/" + digest.split(":", 1)[1], data)
+    return out

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +93,65 @@ def busybox_tar(busybox_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) 
         for p in sorted(rootfs.iterdir()):
             t.add(p, arcname=p.name)
     return tar
+
+
+# -- containerd (for ctr and CRI) ----------------------------------------------------------
+
+from clientlib import BUSYBOX_REF, PAUSE_REF  # noqa: E402
+
+
+@dataclass
+class Containerd:
+    address: str
+    ctr: Any                # clientlib.Cmd: ctr -a ADDRESS
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def containerd(quark_shim: Shim, busybox_tar: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    """A containerd of our own (own root, state and sockets; native snapshotter) with
+    the CRI runtime handler `quark` (runc shim, BinaryName = the quark shim), the
+    busybox image in namespaces default and k8s.io, and a pause-like image."""
+    from clientlib import Cmd, oci_archive, start_daemon, stop_daemon
+
+    d = tmp_path_factory.mktemp("ctd")
+    address = str(d / "c.sock")
+    (d / "config.toml").write_text(f"""\
+version = 2
+root = "{d / 'root'}"
+state = "{d / 'state'}"
+[grpc]
+  address = "{address}"
+[ttrpc]
+  address = "{address}.ttrpc"
+[debug]
+  address = "{d / 'debug.sock'}"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d / 'opt'}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_REF}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.quark]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.quark.options]
+        BinaryName = "{quark_shim.path}"
+""")
+    log = d / "containerd.log"
+    proc = start_daemon(["containerd", "--config", str(d / "config.toml")], log,
+                        ready=lambda: os.path.exists(address))
+    ctr = Cmd(["ctr", "-a", address])
+    wait_for_ctr = 0
+    while ctr("version").returncode != 0 and wait_for_ctr < 50:
+        wait_for_ctr += 1
+        time.sleep(0.2)
+    oci_archive(busybox_tar, d / "busybox-oci.tar", BUSYBOX_REF, ["sh"])
+    oci_archive(busybox_tar, d / "pause-oci.tar", PAUSE_REF, ["/bin/sleep", "1000000000"])
+    for ns in ("default", "k8s.io"):
+        ctr("-n", ns, "images", "import", "--snapshotter", "native",
+            str(d / "busybox-oci.tar"), check=True, timeout=120)
+    ctr("-n", "k8s.io", "images", "import", "--snapshotter", "native",
+        str(d / "pause-oci.tar"), check=True, timeout=120)
+    yield Containerd(address, ctr, log)
+    stop_daemon(proc)
