@@ -13,8 +13,10 @@ fi
 
 # busybox-static: the demo and test rootfs. runc, runsc: the comparison runtimes in
 # tests and bench. gcc, libc6-dev: static test programs. binutils: the guest stub build.
+# podman, conmon, containerd, docker.io: the real OCI clients of tests/clients (iptables
+# and uidmap are what they expect beside them; bsdutils has script(1) for ctr -t).
 packages=(busybox-static runc runsc gcc libc6-dev binutils make strace hyperfine
-          ca-certificates)
+          ca-certificates podman conmon containerd docker.io iptables uidmap bsdutils)
 if [ -z "$PY" ]; then
     packages+=(python3 python3-venv python3-pip)
 fi

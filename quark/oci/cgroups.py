@@ -73,13 +73,27 @@ def _dirs(path: str) -> list[Path]:
     return out
 
 
+def _mkdirs(d: Path) -> None:
+    """mkdir -p; in a v1 cpuset hierarchy a new cgroup starts with no CPUs and no
+    memory nodes (joining it fails with ENOSPC), so copy them from the parent as
+    runc does."""
+    if d.exists():
+        return
+    _mkdirs(d.parent)
+    d.mkdir()
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        f = d / name
+        if f.exists() and not f.read_text().strip():
+            f.write_text((d.parent / name).read_text())
+
+
 def join(path: str, pid: int) -> tuple[list[str], list[str]]:
     """Create `path` in every hierarchy and move `pid` there.
     Returns (the directories joined, warnings)."""
     joined, warnings = [], []
     for d in _dirs(path):
         try:
-            d.mkdir(parents=True, exist_ok=True)
+            _mkdirs(d)
             (d / "cgroup.procs").write_text(str(pid))
             joined.append(str(d))
         except OSError as e:

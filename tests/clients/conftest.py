@@ -133,6 +133,9 @@ state = "{d / 'state'}"
   sandbox_image = "{PAUSE_REF}"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "native"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.quark]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.quark.options]
@@ -147,7 +150,8 @@ state = "{d / 'state'}"
         wait_for_ctr += 1
         time.sleep(0.2)
     oci_archive(busybox_tar, d / "busybox-oci.tar", BUSYBOX_REF, ["sh"])
-    oci_archive(busybox_tar, d / "pause-oci.tar", PAUSE_REF, ["/bin/sleep", "1000000000"])
+    # 2e6 s: the guest kernel's poll timeout overflows for sleeps of ~25 days and more.
+    oci_archive(busybox_tar, d / "pause-oci.tar", PAUSE_REF, ["/bin/sleep", "2000000"])
     for ns in ("default", "k8s.io"):
         ctr("-n", ns, "images", "import", "--snapshotter", "native",
             str(d / "busybox-oci.tar"), check=True, timeout=120)
