@@ -34,9 +34,16 @@ class WaitQueue:
     def __init__(self) -> None:
         self.waiters: set[Any] = set()  # Waker objects of sleeping tasks
 
-    def notify(self) -> None:
+    def notify(self, events: int = 0) -> None:
+        """Wake every waiter. ``events`` (POLL* bits; 0: unspecified) says what the
+        change is about: waiters with a ``wake_on(events)`` method (epoll entries)
+        filter on it, like Linux's keyed wake-ups."""
         for w in tuple(self.waiters):
-            w.wake()
+            on = getattr(w, "wake_on", None)
+            if on is not None:
+                on(events)
+            else:
+                w.wake()
 
 
 class Block:

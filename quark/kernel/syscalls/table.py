@@ -43,6 +43,13 @@ MODULES = (
     "sys_identity",
     "sys_misc",
     "sys_futex",
+    "sys_poll",
+    "sys_epoll",
+    "sys_events",
+    "sys_memfd",
+    "sys_filerange",
+    "sys_xattr",
+    "sys_inotify",
 )
 
 

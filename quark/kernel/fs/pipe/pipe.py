@@ -65,8 +65,8 @@ class Pipe:
         self.ctime = now_ns()
         self.atime = self.mtime = self.ctime
 
-    def notify(self) -> None:
-        self.wq.notify()
+    def notify(self, events: int = 0) -> None:
+        self.wq.notify(events)    # keyed: epoll's edge-triggered entries filter on it
 
     def stat(self) -> Stat:
         return Stat(mode=S_IFIFO | 0o600, ino=self.ino, dev=(0, 13), nlink=1,
@@ -127,7 +127,7 @@ class PipeFile(File):
         src.release()
         del p.buf[:n]
         p.atime = now_ns()
-        p.notify()
+        p.notify(POLLOUT | POLLWRNORM)
         return n
 
     async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
@@ -152,7 +152,7 @@ class PipeFile(File):
                 p.buf += data[done:done + k]
                 done += k
                 p.mtime = now_ns()
-                p.notify()
+                p.notify(POLLIN | POLLRDNORM)
                 if done == total:
                     return done
             if self.nonblocking:
