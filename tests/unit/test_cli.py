@@ -179,5 +179,6 @@ def test_run_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status
     monkeypatch.setenv("QUARK_CONFIG", str(tmp_path / "c.toml"))
     (tmp_path / "c.toml").write_text(f'[log]\npath = "{tmp_path}/log"\n')
     (tmp_path / "rootfs").mkdir()
-    (tmp_path / "config.json").write_text(json.dumps(default_spec(["true"])))
-    assert cli.main(["run", "-b", str(tmp_path), "c1"]) == expected
+    # `do` is the stateless foreground path through run_sandbox (`run` now goes
+    # through the create/start lifecycle, tested in tests/unit/oci/test_lifecycle.py).
+    assert cli.main(["do", str(tmp_path / "rootfs"), "--", "true"]) == expected
