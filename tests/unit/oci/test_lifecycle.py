@@ -1,0 +1,223 @@
+"""The runc lifecycle through the CLI: create/start/state/kill/exec/pause/delete, hooks,
+the console socket, errors and what is left behind. Real sandboxes: needs /dev/kvm."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quark.oci.console import recv_console
+
+pytestmark = [pytest.mark.kvm, pytest.mark.timeout(120)]
+REPO = Path(__file__).resolve().parents[3]
+LOOP = 'trap "echo got-usr1" USR1; echo started; while true; do sleep 0.1; done'
+
+
+class Quark:
+    """`quark --root ROOT ...` with the container's stdio in files (a create caller's
+    stdout stays open in the sandbox, so it cannot be a pipe we read to EOF)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.root = tmp / "root"
+        self.out = tmp / "stdout"
+        self.log = tmp / "quark.log"
+        cfg = tmp / "config.toml"
+        cfg.write_text(f'[log]\npath = "{tmp / "sandbox.log"}"\n')
+        self.env = {**os.environ, "QUARK_CONFIG": str(cfg),
+                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        err = self.out.with_suffix(".err")
+        with open(self.out, "a") as out, open(err, "w") as e:
+            p = subprocess.run([sys.executable, "-m", "quark.cli", "--root", str(self.root),
+                                "--log", str(self.log), "--log-format", "json", *args],
+                               stdin=subprocess.DEVNULL, stdout=out, stderr=e, text=True,
+                               env=self.env, timeout=timeout)
+        return subprocess.CompletedProcess(p.args, p.returncode, "", err.read_text())
+
+    def capture(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "quark.cli", "--root", str(self.root),
+                               *args], capture_output=True, text=True, env=self.env,
+                              timeout=60, stdin=subprocess.DEVNULL)
+
+    def state(self, cid: str) -> dict[str, Any]:
+        p = self.capture("state", cid)
+        assert p.returncode == 0, p.stderr
+        doc: dict[str, Any] = json.loads(p.stdout)
+        return doc
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def q(tmp_path: Path) -> Quark:
+    return Quark(tmp_path)
+
+
+def test_full_lifecycle(q: Quark, make_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    bundle = make_bundle(["sh", "-c", LOOP])
+    pid_file = tmp_path / "pid"
+    assert q("create", "--bundle", str(bundle), "--pid-file", str(pid_file), "c1").returncode == 0
+    st = q.state("c1")
+    assert st["status"] == "created" and st["pid"] == int(pid_file.read_text())
+    assert st["bundle"] == str(bundle)
+    assert q("start", "c1").returncode == 0
+    assert q.state("c1")["status"] == "running"
+    wait_for(lambda: "started" in q.out.read_text())
+    assert "cannot start an already running" in q("start", "c1").stderr
+
+    assert q("kill", "c1", "USR1").returncode == 0
+    wait_for(lambda: "got-usr1" in q.out.read_text())
+
+    e = q.capture("exec", "c1", "sh", "-c", "echo in-exec; exit 4")
+    assert (e.returncode, e.stdout) == (4, "in-exec\n"), e.stderr
+    ps = q.capture("ps", "--format", "json", "c1")
+    assert json.loads(ps.stdout) == [st["pid"]]
+
+    assert q("pause", "c1").returncode == 0
+    assert q.state("c1")["status"] == "paused"
+    assert q("resume", "c1").returncode == 0
+    assert q.state("c1")["status"] == "running"
+    ev = json.loads(q.capture("events", "--stats", "c1").stdout)
+    assert ev["type"] == "stats" and ev["id"] == "c1" and ev["data"]["pids"]["current"] >= 1
+
+    listing = json.loads(q.capture("list", "--format", "json").stdout)
+    assert [c["id"] for c in listing] == ["c1"]
+    assert "not stopped" in q("delete", "c1").stderr
+    assert q("kill", "c1", "SIGKILL").returncode == 0
+    wait_for(lambda: q.state("c1")["status"] == "stopped")
+    assert q.state("c1")["pid"] == 0
+    r = q("kill", "c1")
+    assert r.returncode == 1 and "container not running" in r.stderr
+    records = [json.loads(x) for x in q.log.read_text().splitlines()]
+    assert {"level", "msg", "time"} <= set(records[-1])
+    assert records[-1]["msg"] == "container not running"
+    assert q("delete", "c1").returncode == 0
+    assert not (q.root / "c1").exists()
+    assert 'container "c1" does not exist' in q("delete", "c1").stderr
+    assert q("delete", "--force", "c1").returncode == 0
+
+
+def test_delete_force_running(q: Quark, make_bundle: Callable[..., Path]) -> None:
+    assert q("run", "-d", "--bundle", str(make_bundle(["sleep", "100"])), "c2").returncode == 0
+    pid = q.state("c2")["pid"]
+    assert q("delete", "--force", "c2").returncode == 0
+    assert not os.path.exists(f"/proc/{pid}/cmdline") or \
+        open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+    assert not (q.root / "c2").exists()
+
+
+def test_run_foreground_exit_status(q: Quark, make_bundle: Callable[..., Path]) -> None:
+    r = q("run", "--bundle", str(make_bundle(["sh", "-c", "echo fg; exit 9"])), "c3")
+    assert r.returncode == 9
+    assert "fg" in q.out.read_text()
+    assert not (q.root / "c3").exists()
+
+
+@pytest.mark.parametrize("args, text", [
+    (["no-such-cmd"], 'exec: "no-such-cmd": executable file not found in $PATH'),
+    (["/etc/passwd"], "exec: /etc/passwd: permission denied"),
+])
+def test_create_errors_leave_nothing(q: Quark, make_bundle: Callable[..., Path],
+                                     args: list[str], text: str) -> None:
+    r = q("create", "--bundle", str(make_bundle(args)), "bad")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"quark: {text}"
+    assert not q.root.exists() or not any(q.root.iterdir())
+    assert json.loads(q.log.read_text().splitlines()[-1])["msg"] == text
+
+
+def test_exec_detached_holder(q: Quark, make_bundle: Callable[..., Path],
+                              tmp_path: Path) -> None:
+    assert q("run", "-d", "--bundle", str(make_bundle(["sleep", "100"])), "c4").returncode == 0
+    proc = tmp_path / "process.json"
+    proc.write_text(json.dumps({"args": ["sh", "-c", "sleep 0.3; exit 6"], "cwd": "/",
+                                "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
+    pid_file = tmp_path / "exec.pid"
+    r = q("exec", "--process", str(proc), "--detach", "--pid-file", str(pid_file), "c4")
+    assert r.returncode == 0, r.stderr
+    holder = int(pid_file.read_text())
+    # The holder is not our child (it was forked by quark exec): wait for it via /proc.
+    wait_for(lambda: not os.path.exists(f"/proc/{holder}") or
+             open(f"/proc/{holder}/stat").read().split(")")[1].split()[0] == "Z")
+    assert q("delete", "-f", "c4").returncode == 0
+
+
+def test_hooks_order_and_failure(q: Quark, make_bundle: Callable[..., Path],
+                                 tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\nread -r state; echo "$1 $(echo "$state" | tr -d " " '
+                    f'| grep -o "\\"status\\":\\"[a-z]*\\"")" >> {trace}\n')
+    hook.chmod(0o755)
+    kinds = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+             "poststop"]
+    bundle = make_bundle(["sleep", "100"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["hooks"] = {k: [{"path": str(hook), "args": ["hook", k]}] for k in kinds}
+    (bundle / "config.json").write_text(json.dumps(config))
+    assert q("run", "-d", "--bundle", str(bundle), "h1").returncode == 0
+    assert q("delete", "-f", "h1").returncode == 0
+    lines = trace.read_text().splitlines()
+    assert [x.split()[0] for x in lines] == kinds
+    assert lines[0].endswith('"status":"creating"') and lines[-1].endswith('"stopped"')
+
+    config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = q("create", "--bundle", str(bundle), "h2")
+    assert r.returncode == 1 and "createRuntime hook #0 (/bin/false) exited with status 1" \
+        in r.stderr
+    assert not (q.root / "h2").exists()
+
+
+def test_console_socket(q: Quark, make_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    bundle = make_bundle(["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; sleep 100"],
+                         terminal=True)
+    sock_path = str(tmp_path / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(1)
+    got: dict[str, Any] = {}
+
+    def accept() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            got["name"], got["fd"] = recv_console(conn)
+
+    th = threading.Thread(target=accept)
+    th.start()
+    r = q("create", "--bundle", str(bundle), "--console-socket", sock_path, "t1")
+    assert r.returncode == 0, r.stderr
+    th.join(5)
+    srv.close()
+    master = got["fd"]
+    assert q("start", "t1").returncode == 0
+    buf = b""
+    deadline = time.monotonic() + 15
+    while b"on-a-tty" not in buf and time.monotonic() < deadline:
+        buf += os.read(master, 1024)
+    assert b"on-a-tty" in buf
+    assert q("delete", "-f", "t1").returncode == 0
+    os.close(master)
+
+
+def test_terminal_without_console_socket_fails(q: Quark,
+                                               make_bundle: Callable[..., Path]) -> None:
+    r = q("create", "--bundle", str(make_bundle(["true"], terminal=True)), "t2")
+    assert r.returncode == 1 and "--console-socket" in r.stderr
+    assert not (q.root / "t2").exists()
