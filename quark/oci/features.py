@@ -22,7 +22,8 @@ def features() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.1.0",
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
             # Namespaces are the guest kernel's own; only a network namespace path
