@@ -323,6 +323,30 @@ def _cmd_bundle(ns: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _cmd_plugins(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .plugins.manager import make_manager
+
+    pm = make_manager(cfg)
+    pm.statuses()
+    if ns.format == "json":
+        print(json.dumps([vars(i) | {"hooks": list(i.hooks)} for i in pm.infos], indent=2))
+        return 0
+    if not pm.infos:
+        print("no plugins loaded")
+    for i in pm.infos:
+        origin = "built-in" if i.builtin else f"{i.distribution or '?'} {i.version or '?'}"
+        print(f"{i.name}  ({origin})  {i.module}")
+        if i.error:
+            print(f"    not loaded: {i.error}")
+        if i.hooks:
+            print(f"    hooks: {', '.join(i.hooks)}")
+        if i.status:
+            print(f"    status: {i.status}")
+    return 0
+
+
 # -- parsers ---------------------------------------------------------------------------
 
 def _id(p: argparse.ArgumentParser) -> None:
@@ -469,6 +493,12 @@ def _p_bundle(sub: SubParsers) -> argparse.ArgumentParser:
     return p
 
 
+def _p_plugins(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("plugins", help="list the loaded plugins ($QUARK_PLUGINS restricts)")
+    p.add_argument("--format", "-f", choices=["table", "json"], default="table")
+    return p
+
+
 # name: (parser builder, handler, number of positionals before a trailing command line)
 COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
                           Callable[[argparse.Namespace, Config], int], int | None]] = {
@@ -489,6 +519,7 @@ COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
     "spec": (_p_spec, _cmd_spec, None),
     "features": (_p_features, _cmd_features, None),
     "bundle": (_p_bundle, _cmd_bundle, 2),
+    "plugins": (_p_plugins, _cmd_plugins, None),
 }
 
 
@@ -505,6 +536,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.add_argument("--log-format", choices=["text", "json"], help="log format")
     parser.add_argument("--debug", action="store_true",
                         help="debug logging, and tracebacks on errors")
+    parser.add_argument("--strace", action="store_true",
+                        help="print the container's system calls on stderr (decoded)")
     parser.add_argument("--systemd-cgroup", action="store_true",
                         help="accepted for compatibility (cgroupfs is used)")
     parser.add_argument("--version", "-v", action="version",
@@ -577,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = load_config().with_overrides(log_path=ns.log, log_format=ns.log_format,
                                            debug=ns.debug)
+        if ns.strace:
+            from dataclasses import replace
+
+            cfg = replace(cfg, kernel=replace(cfg.kernel, strace=True))
         return COMMANDS[ns.command_name][1](ns, cfg)
     except KeyboardInterrupt:
         return 130

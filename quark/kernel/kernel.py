@@ -35,7 +35,10 @@ class Kernel:
         self.init_tg: ThreadGroup | None = None
         self.table = systable.load()
         self.enosys_seen: set[int] = set()
-        self.strace: Callable[[Task, int, list[int], int], None] | None = None
+        # Set by the sandbox when a plugin observes system calls (quark_syscall_*):
+        # an object with .enter(task, nr, args) / .exit(task, nr, args, result), each
+        # None if unobserved. None here costs one test per call (taskrun).
+        self.syscall_observer: Any = None
         self.exit_status: int | None = None
         self.on_init_exit: Callable[[int], None] | None = None
         self._next_pid = 1

@@ -112,8 +112,12 @@ def _on_syscall(t: Task, vcpu: Any) -> bool:
     with k.lock:
         t.stop = STOP_SYSCALL
         entry = k.table.get(nr)
+        args = SyscallArgs(nr, tuple(raw))  # type: ignore[arg-type]
+        obs = k.syscall_observer            # plugins' quark_syscall_enter/exit, or None
+        if obs is not None and obs.enter is not None:
+            obs.enter(t, nr, args)
         if entry is not None and entry.handler is not None:
-            result = drive(t, entry.handler(t, SyscallArgs(nr, tuple(raw))))  # type: ignore[arg-type]
+            result = drive(t, entry.handler(t, args))
         elif entry is not None:
             result = -entry.errno
         else:
@@ -121,8 +125,8 @@ def _on_syscall(t: Task, vcpu: Any) -> bool:
             if nr not in k.enosys_seen:
                 k.enosys_seen.add(nr)
                 log.warning("unknown syscall %d from task %d (%s): ENOSYS", nr, t.tid, t.comm)
-        if k.strace is not None:
-            k.strace(t, nr, raw, result)
+        if obs is not None and obs.exit is not None:
+            obs.exit(t, nr, args, result)
         if t.dead or t.tg.exiting is not None:
             return False
         if t.enter is not None:

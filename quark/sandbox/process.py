@@ -53,6 +53,15 @@ class Sandbox:
     def __init__(self, spec: Any, config: Any = None) -> None:
         self.spec = spec
         self.config = config
+        # Plugins, then the network namespace: first of all, before any thread exists
+        # (setns/unshare move only the calling thread; see netns.py).
+        from quark.plugins.manager import make_manager
+        from .netns import NetnsError, enter as enter_netns
+        self.plugins = make_manager(config)
+        try:
+            self.network = enter_netns(spec, self.plugins)
+        except NetnsError as e:
+            raise SandboxError(str(e)) from e
         kcfg = getattr(config, "kernel", None)
         mem_mib = getattr(kcfg, "memory_mib", 1024)
         pcfg = getattr(config, "platform", None)
@@ -65,9 +74,8 @@ class Sandbox:
         except OSError as e:
             raise SandboxError(f"starting the virtual machine: {e.strerror or e}") from e
         self.kernel = Kernel(self.machine, None, spec.hostname or "quark")
-        if getattr(kcfg, "strace", False):
-            from quark.kernel.strace import make_tracer
-            self.kernel.strace = make_tracer()
+        # None unless a plugin implements quark_syscall_enter/exit (--strace does).
+        self.kernel.syscall_observer = self.plugins.syscall_observer()
         self._build_vfs()
         self.kernel.start_time()
         self.init: Task | None = None
@@ -96,6 +104,10 @@ class Sandbox:
                        tuple(spec.additional_gids), (0, 1, 2), umask=spec.umask,
                        rlimits=spec.rlimits, is_init=True)
         self.init = t
+        try:
+            self.plugins.hook.quark_sandbox_created(sandbox=self)
+        except Exception as e:
+            raise SandboxError(f"plugin (quark_sandbox_created): {e}") from e
         return t
 
     def spawn(self, args: Any, env: Any, cwd: str, uid: int, gid: int, groups: tuple[int, ...],
@@ -163,9 +175,13 @@ class Sandbox:
         t.waker.close()
 
     def start_init(self) -> None:
+        started = False
         with self.kernel.lock:
             if self.init is not None and self.init.thread is None:
                 self.kernel.start(self.init)
+                started = True
+        if started:
+            self.plugins.notify("quark_sandbox_started", sandbox=self)
 
     def signal(self, sig: int, all_processes: bool = False) -> None:
         """Like ``kill``: to init (pid-namespace rules apply), or SIGKILL-style to
@@ -266,6 +282,7 @@ class Sandbox:
                 loop.remove_signal_handler(s)
             os.close(efd)
         await loop.run_in_executor(None, self._join_tasks)
+        self.plugins.notify("quark_sandbox_stopped", sandbox=self, wait_status=status)
         return status
 
     def forward(self, sig: int) -> None:

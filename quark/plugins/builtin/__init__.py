@@ -1,0 +1,1 @@
+"""Plugins that ship with quark and register like third-party ones (see manager.py)."""

@@ -1,0 +1,160 @@
+"""Hook specifications: every point where a plugin can extend Quark.
+
+A plugin is any object (usually a module) with functions named like these hooks and
+marked with ``quark.plugins.hookimpl``; a distribution exposes it through the ``quark``
+entry-point group (``[project.entry-points.quark] name = "package.module"``).
+Implementations may take a subset of a hook's arguments, by name (pluggy's rule):
+new arguments are only ever added, never reordered or removed.
+
+Where hooks run: all of them run in the sandbox process (one per container), except
+``quark_network_teardown``, which also runs in ``quark delete``. The sandbox process
+is the container's: a hook that raises fails the container's creation (setup hooks)
+or is logged (observation and teardown hooks).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from quark.oci.spec import MountSpec, SandboxSpec
+
+hookspec = pluggy.HookspecMarker("quark")
+
+
+# -- network -------------------------------------------------------------------------
+
+@hookspec
+def quark_network_setup(spec: SandboxSpec, netns_path: str,
+                        sandbox_id: str) -> dict[str, Any] | None:
+    """Configure the network namespace Quark has just created for a sandbox.
+
+    Called only when config.json asks for a new network namespace (a ``network``
+    entry without ``path``); when it names one, whoever made it (podman, containerd,
+    a CNI plugin) has configured it, and this hook is not called. Loopback is already
+    up. Runs in the network namespace ``quark`` was started in (the "host" side), so
+    an implementation can create links there and move one end into ``netns_path``.
+
+    :param spec: the container's checked configuration (``spec.raw`` is config.json).
+    :param netns_path: a path to the new namespace, usable with ``setns(2)`` (open
+        it) or pyroute2's ``net_ns_fd``/``pushns``; valid only during this call.
+    :param sandbox_id: the container id (unique among live containers of this
+        state root); teardown receives the same id.
+    :returns: a CNI result (``cniVersion``, ``interfaces``, ``ips``, ``routes``,
+        ``dns``) describing what was configured, or None if this plugin did nothing.
+        Every implementation runs; the non-None results are logged and kept.
+    """
+
+
+@hookspec
+def quark_network_teardown(spec: SandboxSpec | None, netns_path: str | None,
+                           sandbox_id: str) -> None:
+    """Undo ``quark_network_setup`` for a sandbox: release addresses, links, rules.
+
+    Must be idempotent and must work when the sandbox process is gone (it crashed or
+    was killed): ``quark delete [--force]`` calls it with ``netns_path=None``, after
+    the sandbox process has exited, so everything needed must be found from
+    ``sandbox_id`` (e.g. in a lease file). Errors are logged, never raised to the
+    user: delete must always finish.
+
+    :param spec: the container's configuration when still readable, else None.
+    :param netns_path: the namespace if it still exists, else None.
+    :param sandbox_id: the id given to ``quark_network_setup``.
+    :returns: nothing.
+    """
+
+
+# -- storage -------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def quark_storage_mount(spec_mount: MountSpec, vfs: Any) -> Any | None:
+    """Provide the filesystem for one mount of config.json.
+
+    firstresult: the first implementation returning non-None wins and the rest are
+    not called. None everywhere means the kernel's own filesystems (bind, tmpfs,
+    proc, ...) serve the mount.
+
+    :param spec_mount: the mount entry (``destination``, ``type``, ``source``,
+        ``options``); plugins usually match on ``type`` or an option.
+    :param vfs: the container's VFS being assembled (``quark.kernel.vfs.mount.VFS``).
+    :returns: a filesystem object for the VFS to mount at ``spec_mount.destination``,
+        or None to leave the mount to others.
+    """
+
+
+# -- lifecycle -----------------------------------------------------------------------
+
+@hookspec
+def quark_sandbox_created(sandbox: Any) -> None:
+    """The sandbox is built (VM, kernel, VFS, network) and its init is prepared but
+    has not run: the OCI "created" state. Like a createRuntime OCI hook, in-process.
+
+    :param sandbox: the ``quark.sandbox.process.Sandbox`` (``sandbox.spec.id`` is
+        the container id).
+    :returns: nothing; raising fails the create with the exception's message.
+    """
+
+
+@hookspec
+def quark_sandbox_started(sandbox: Any) -> None:
+    """The container's init has been started (the OCI "running" state).
+
+    :param sandbox: the ``quark.sandbox.process.Sandbox``.
+    :returns: nothing; an exception is logged and ignored.
+    """
+
+
+@hookspec
+def quark_sandbox_stopped(sandbox: Any, wait_status: int) -> None:
+    """The container's init has exited; the sandbox process is about to end.
+
+    :param sandbox: the ``quark.sandbox.process.Sandbox``.
+    :param wait_status: init's Linux wait status (``os.waitstatus_to_exitcode``
+        decodes it).
+    :returns: nothing; an exception is logged and ignored.
+    """
+
+
+# -- system call observation ---------------------------------------------------------
+
+@hookspec
+def quark_syscall_enter(task: Any, nr: int, args: Any) -> None:
+    """A task of the container is making a system call; its handler has not run.
+
+    Zero cost when unused: the kernel calls these two hooks only if some loaded plugin
+    implements one of them. They run on the task's vCPU thread with the kernel lock
+    held: an implementation must be quick and must not block or call into the kernel.
+
+    :param task: the calling ``quark.kernel.task.Task`` (``tid``, ``comm``, ``mm``).
+    :param nr: the x86-64 system call number.
+    :param args: the ``quark.kernel.syscalls.args.SyscallArgs`` (``raw`` holds the six
+        argument registers; ``int(i)``, ``ptr(i)`` ... decode one as Linux does).
+    :returns: nothing (observation only).
+    """
+
+
+@hookspec
+def quark_syscall_exit(task: Any, nr: int, args: Any, result: int) -> None:
+    """A system call's handler has returned (same thread and rules as
+    ``quark_syscall_enter``). Output arguments are readable in ``task.mm``.
+
+    :param task: the calling task (it may have exited the call by ``execve``).
+    :param nr: the system call number.
+    :param args: the same ``SyscallArgs`` as at enter.
+    :param result: the value returned to the guest; ``-4095 <= result < 0`` is
+        ``-errno``.
+    :returns: nothing.
+    """
+
+
+# -- introspection -------------------------------------------------------------------
+
+@hookspec
+def quark_plugin_status() -> str | None:
+    """One line about this plugin's state for ``quark plugins`` (e.g. "no RDMA
+    device: TCP stays on the host stack").
+
+    :returns: the line, or None for nothing to report.
+    """

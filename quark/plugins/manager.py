@@ -1,0 +1,204 @@
+"""The plugin manager: built-in plugins plus every distribution in the ``quark``
+entry-point group.
+
+Which third-party plugins load: all of them, unless ``$QUARK_PLUGINS`` names some
+(comma-separated entry-point names, e.g. ``net_bridge,myplugin``); ``none`` loads no
+third-party plugin. Built-in plugins are not affected: the strace printer registers
+when ``--strace`` / ``[kernel] strace = true`` asks for it.
+
+A plugin that fails to import is skipped with a warning (it is listed by
+``quark plugins`` with the error): a broken third-party package must not stop every
+container on the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import logging
+import os
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+
+log = logging.getLogger("quark.plugins")
+
+GROUP = "quark"
+ENV_VAR = "QUARK_PLUGINS"
+
+hookimpl = pluggy.HookimplMarker("quark")
+
+
+@dataclasses.dataclass
+class PluginInfo:
+    """What ``quark plugins`` shows about one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    error: str | None = None
+    hooks: tuple[str, ...] = ()
+    status: str | None = None
+
+
+class SyscallObserver:
+    """What the kernel calls around each system call when some plugin observes them
+    (``Kernel.syscall_observer``); absent otherwise, so unobserved calls cost one
+    attribute test."""
+
+    __slots__ = ("enter", "exit")
+
+    def __init__(self, hook: Any) -> None:
+        enter, exit_ = hook.quark_syscall_enter, hook.quark_syscall_exit
+
+        # A failing observer must not kill the guest task whose call it watched.
+        def on_enter(t: Any, nr: int, a: Any) -> None:
+            try:
+                enter(task=t, nr=nr, args=a)
+            except Exception:  # noqa: BLE001
+                log.exception("quark_syscall_enter failed")
+
+        def on_exit(t: Any, nr: int, a: Any, r: int) -> None:
+            try:
+                exit_(task=t, nr=nr, args=a, result=r)
+            except Exception:  # noqa: BLE001
+                log.exception("quark_syscall_exit failed")
+
+        self.enter = on_enter if enter.get_hookimpls() else None
+        self.exit = on_exit if exit_.get_hookimpls() else None
+
+
+class QuarkPluginManager(pluggy.PluginManager):
+    def __init__(self) -> None:
+        super().__init__("quark")
+        self.add_hookspecs(hookspecs)
+        self.infos: list[PluginInfo] = []
+        self.config: Any = None
+
+    def plugin_config(self, name: str) -> dict[str, Any]:
+        """The ``[name]`` table of config.toml for plugin ``name`` (empty if none)."""
+        return plugin_config(name, self.config)
+
+    def syscall_observer(self) -> SyscallObserver | None:
+        """An observer for ``Kernel.syscall_observer``, or None when no loaded
+        plugin implements ``quark_syscall_enter`` or ``quark_syscall_exit``."""
+        obs = SyscallObserver(self.hook)
+        return obs if obs.enter is not None or obs.exit is not None else None
+
+    def network_setup(self, spec: Any, netns_path: str, sandbox_id: str) -> list[dict[str, Any]]:
+        results = self.hook.quark_network_setup(spec=spec, netns_path=netns_path,
+                                                sandbox_id=sandbox_id)
+        return [r for r in results if r]
+
+    def network_teardown(self, spec: Any, netns_path: str | None, sandbox_id: str) -> None:
+        """Every implementation runs even if one fails; failures are logged."""
+        for impl in reversed(self.hook.quark_network_teardown.get_hookimpls()):
+            try:
+                impl.function(**{a: v for a, v in (("spec", spec), ("netns_path", netns_path),
+                                                    ("sandbox_id", sandbox_id))
+                                 if a in impl.argnames})
+            except Exception as e:  # noqa: BLE001 - delete must finish
+                log.warning("network teardown of %s by plugin %s failed: %s",
+                            sandbox_id, impl.plugin_name, e)
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call an observation hook; an exception is logged, not raised."""
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                impl.function(**{a: kwargs[a] for a in impl.argnames})
+            except Exception:  # noqa: BLE001
+                log.exception("plugin %s: %s failed", impl.plugin_name, hook_name)
+
+    def statuses(self) -> None:
+        """Fill ``PluginInfo.status`` from each plugin's quark_plugin_status."""
+        by_name = {i.name: i for i in self.infos}
+        for impl in self.hook.quark_plugin_status.get_hookimpls():
+            info = by_name.get(impl.plugin_name)
+            if info is None:
+                continue
+            try:
+                info.status = impl.function()
+            except Exception as e:  # noqa: BLE001
+                info.status = f"status failed: {e}"
+
+
+def plugin_config(name: str, config: Any = None) -> dict[str, Any]:
+    """The ``[name]`` table of config.toml (a plugin's own section; empty if none).
+    ``config`` None reads the file; an unreadable file gives an empty table."""
+    if config is None:
+        from quark.config import ConfigError, load_config
+        try:
+            config = load_config()
+        except ConfigError as e:
+            log.warning("plugin %s: %s", name, e)
+            return {}
+    tables = getattr(config, "plugins", None) or {}
+    return dict(tables.get(name, {}))
+
+
+def _wanted() -> set[str] | None:
+    """Entry-point names allowed by $QUARK_PLUGINS; None for all."""
+    text = os.environ.get(ENV_VAR)
+    if text is None or text.strip() == "":
+        return None
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    return set() if names == {"none"} else names
+
+
+def entry_point_names() -> set[str]:
+    """Names in the ``quark`` entry-point group (no plugin code is imported)."""
+    return {ep.name for ep in importlib.metadata.entry_points(group=GROUP)}
+
+
+def _register_builtins(pm: QuarkPluginManager, config: Any) -> None:
+    kcfg = getattr(config, "kernel", None)
+    if getattr(kcfg, "strace", False):
+        from .builtin import strace
+        pm.register(strace.StracePlugin(), name="strace")
+        from quark import __version__
+        pm.infos.append(PluginInfo("strace", strace.__name__, "quark-runtime", __version__,
+                                   builtin=True))
+
+
+def _register_entry_points(pm: QuarkPluginManager) -> None:
+    wanted = _wanted()
+    for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        if wanted is not None and ep.name not in wanted:
+            continue
+        if pm.has_plugin(ep.name):
+            continue            # the same distribution seen twice on sys.path
+        dist = ep.dist
+        info = PluginInfo(ep.name, ep.value, dist.name if dist else None,
+                          dist.version if dist else None)
+        pm.infos.append(info)
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not stop quark
+            info.error = f"{type(e).__name__}: {e}"
+            log.warning("plugin %s (%s) not loaded: %s", ep.name, ep.value, info.error)
+
+
+def make_manager(config: Any = None) -> QuarkPluginManager:
+    """A manager with the built-in plugins ``config`` enables and the third-party
+    plugins ``$QUARK_PLUGINS`` allows. ``config`` is a ``quark.config.Config``; None
+    reads the configuration file."""
+    if config is None:
+        from quark.config import ConfigError, load_config
+        try:
+            config = load_config()
+        except ConfigError as e:
+            log.warning("plugins: %s; using defaults", e)
+    pm = QuarkPluginManager()
+    pm.config = config
+    _register_builtins(pm, config)
+    _register_entry_points(pm)
+    for info in pm.infos:
+        plugin = pm.get_plugin(info.name)
+        if plugin is not None:
+            info.hooks = tuple(sorted(c.name for c in pm.get_hookcallers(plugin) or ()))
+    return pm

@@ -1,0 +1,130 @@
+"""The sandbox process's network namespace: where the guest's sockets live.
+
+Guest sockets are host sockets the sandbox process opens with ``socket()``, so the
+process itself must sit in the container's network namespace. config.json decides,
+as for runc:
+- ``linux.namespaces`` has ``{"type": "network", "path": P}``: join P (podman,
+  containerd or a CNI plugin made and configured it);
+- a ``network`` entry without a path: a new, empty namespace with loopback up, which
+  the ``quark_network_setup`` plugins (e.g. net_bridge) then wire to the host;
+- no ``network`` entry: stay in the caller's namespace.
+
+Some facts this rests on:
+- setns(2)/unshare(2) with CLONE_NEWNET change only the calling *thread*; a thread
+  inherits its creator's namespace when created. So this runs first in the sandbox
+  process, on the main thread, before the VM's vCPU threads, the timekeeper or the
+  QCall poller exist; every later thread is born inside.
+- The new namespace is anonymous: it lives as long as some thread is in it (no
+  bind mount under /run/netns), so a sandbox that crashes or is SIGKILLed takes it
+  and the container end of its veth with it; the host end of a veth pair dies with
+  its peer. What outlives the process (leases, NAT rules) is the plugins' to release
+  in ``quark_network_teardown``, which ``quark delete`` calls.
+- The setup hooks run back in the caller's namespace, where the bridge is; we hold
+  fds to both namespaces only during that call and close them after: the sandbox
+  keeps no way back to the host's network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import netns_ffi
+
+log = logging.getLogger("quark.sandbox")
+
+
+class NetnsError(Exception):
+    """The network namespace could not be entered or set up (one line)."""
+
+
+@dataclass
+class NetworkState:
+    """How the sandbox got its network: ``mode`` is "host", "joined" or "created";
+    ``results`` are the CNI results of the setup plugins (created only)."""
+
+    mode: str
+    path: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def network_entry(spec: Any) -> Any | None:
+    """The ``network`` entry of linux.namespaces, or None."""
+    return next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
+
+
+def _open_ns(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def loopback_up() -> None:
+    """``ip link set lo up`` in the calling thread's namespace."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname="lo")
+        if idx:
+            ip.link("set", index=idx[0], state="up")
+
+
+def enter(spec: Any, plugins: Any) -> NetworkState:
+    """Put this process (its main thread, before any other exists) in the
+    container's network namespace; raises NetnsError."""
+    entry = network_entry(spec)
+    if entry is None:
+        return NetworkState("host")
+    if threading.active_count() != 1 or threading.current_thread() is not threading.main_thread():
+        raise NetnsError("the network namespace must be entered before any thread starts")
+    if entry.path:
+        try:
+            fd = _open_ns(entry.path)
+            try:
+                netns_ffi.setns(fd, netns_ffi.CLONE_NEWNET)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise NetnsError(f"joining network namespace {entry.path}: "
+                             f"{(e.strerror or str(e)).lower()}") from e
+        return NetworkState("joined", entry.path)
+    return _create(spec, plugins)
+
+
+def _create(spec: Any, plugins: Any) -> NetworkState:
+    host = _open_ns("/proc/thread-self/ns/net")
+    try:
+        try:
+            netns_ffi.unshare(netns_ffi.CLONE_NEWNET)
+        except OSError as e:
+            raise NetnsError(f"creating a network namespace: {(e.strerror or str(e)).lower()}") \
+                from e
+        new = _open_ns("/proc/thread-self/ns/net")
+        try:
+            loopback_up()
+            state = NetworkState("created", f"/proc/{os.getpid()}/fd/{new}")
+            netns_ffi.setns(host, netns_ffi.CLONE_NEWNET)
+            try:
+                state.results = _setup(spec, plugins, state.path or "")
+            finally:
+                netns_ffi.setns(new, netns_ffi.CLONE_NEWNET)
+        finally:
+            os.close(new)
+    finally:
+        os.close(host)
+    state.path = None       # the fd path is gone; the namespace is /proc/<pid>/ns/net
+    return state
+
+
+def _setup(spec: Any, plugins: Any, path: str) -> list[dict[str, Any]]:
+    if plugins is None:
+        return []
+    try:
+        results: list[dict[str, Any]] = plugins.network_setup(spec, path, spec.id)
+    except Exception as e:
+        plugins.network_teardown(spec, path, spec.id)      # undo a half-done setup
+        raise NetnsError(f"network setup: {e}") from e
+    for r in results:
+        ips = ", ".join(i.get("address", "?") for i in r.get("ips", []))
+        log.info("network of %s: %s", spec.id, ips or r)
+    return results
