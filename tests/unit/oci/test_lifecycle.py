@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from quark.oci.console import recv_console
+from quark.oci.console import recv_console, set_size
 
 pytestmark = [pytest.mark.kvm, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[3]
@@ -186,8 +186,9 @@ def test_hooks_order_and_failure(q: Quark, make_bundle: Callable[..., Path],
 
 
 def test_console_socket(q: Quark, make_bundle: Callable[..., Path], tmp_path: Path) -> None:
-    bundle = make_bundle(["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; sleep 100"],
-                         terminal=True)
+    script = ('trap "stty size" WINCH; [ -t 0 ] && [ -t 1 ] && echo on-a-tty; '
+              'while true; do sleep 0.1; done')
+    bundle = make_bundle(["sh", "-c", script], terminal=True)
     sock_path = str(tmp_path / "console.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(sock_path)
@@ -212,6 +213,14 @@ def test_console_socket(q: Quark, make_bundle: Callable[..., Path], tmp_path: Pa
     while b"on-a-tty" not in buf and time.monotonic() < deadline:
         buf += os.read(master, 1024)
     assert b"on-a-tty" in buf
+    # A resize reaches the guest: SIGWINCH to the sandbox (the tty's session), passed
+    # on to pid 1, whose TIOCGWINSZ sees the new size.
+    set_size(master, 123, 45)
+    buf = b""
+    deadline = time.monotonic() + 15
+    while b"45 123" not in buf and time.monotonic() < deadline:
+        buf += os.read(master, 1024)
+    assert b"45 123" in buf
     assert q("delete", "-f", "t1").returncode == 0
     os.close(master)
 
