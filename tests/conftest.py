@@ -6,8 +6,8 @@ only where what it needs is absent:
   root   euid 0
   runc   the runc binary, and root
   runsc  the runsc binary (gVisor), and root
-  podman, containerd, docker   that client's binaries (podman+conmon, containerd+ctr,
-         dockerd+docker+containerd), and root
+  podman, containerd, docker   that client's binaries (podman+conmon, containerd+ctr+
+         the runc shim, dockerd+docker with those of containerd), and root
   cri    containerd and the grpcio-tools module (the CRI test compiles its .proto)
 
 Fixtures:
@@ -79,7 +79,8 @@ _REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "runsc": lambda: _binary_missing("runsc"),
     "podman": lambda: _binaries_missing("podman", "conmon"),
     "containerd": lambda: _binaries_missing("containerd", "ctr", "containerd-shim-runc-v2"),
-    "docker": lambda: _binaries_missing("dockerd", "docker", "containerd"),
+    "docker": lambda: _binaries_missing("dockerd", "docker", "containerd", "ctr",
+                                        "containerd-shim-runc-v2"),
     "cri": _cri_missing,
 }
 
