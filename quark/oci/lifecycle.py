@@ -276,7 +276,18 @@ def _wait_gone(st: State, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def _network_teardown(container_id: str) -> None:
+    """The network plugins release what outlives the sandbox (leases, NAT rules,
+    links): also after a crash. Never fails the delete."""
+    try:
+        from quark.plugins.manager import make_manager
+        make_manager().network_teardown(None, None, container_id)
+    except Exception as e:  # noqa: BLE001
+        _log_warning(f"network teardown of {container_id}: {e}")
+
+
 def _cleanup(sdir: StateDir, st: State | None) -> None:
+    _network_teardown(sdir.id)
     if st is not None:
         oci_hooks.run_hooks("poststop", _hooks_of(st), {**st.hook_state(), "status": "stopped"},
                             warn=_warn)
@@ -290,6 +301,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         st = sdir.load()
     except NotExistError:
         sdir.remove()       # a create that died before writing state.json
+        _network_teardown(container_id)
         if force:
             return
         raise
