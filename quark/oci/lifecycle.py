@@ -165,6 +165,8 @@ def _sandbox_child(spec: SandboxSpec, cfg: Any, sdir: StateDir, w: int, pty: Pty
     """The forked sandbox process; never returns."""
     status = 1
     try:
+        # First of all: `state` must see a live pid while we are "creating".
+        sdir.update(pid=os.getpid(), pid_start=pid_start_time(os.getpid()))
         from quark import log as qlog
         keep = {w, *range(3, 3 + preserve_fds)}
         if qlog._file is not None:
