@@ -88,6 +88,11 @@ class ContainerService:
                 conn.send({"exit": signal.SIGKILL})
                 conn.close()
         self.record(status="stopped", exit_status=status)
+        loop.close()
+        try:
+            self.sb.close()
+        except Exception as e:  # noqa: BLE001 - the exit status matters more
+            log.warning("closing the sandbox: %s", e)
         return status
 
     async def _serve(self) -> int:
