@@ -50,6 +50,7 @@ MODULES = (
     "sys_filerange",
     "sys_xattr",
     "sys_inotify",
+    "sys_socket",
 )
 
 
