@@ -113,6 +113,8 @@ class Conn:
         self.buf = b""
         self.fds: list[int] = []
         self.closed = False
+        # Called once if the client hangs up first (exec: its holder died).
+        self.on_hangup: Callable[[], None] | None = None
 
     def send(self, msg: dict[str, Any]) -> None:
         if self.closed:
@@ -148,7 +150,10 @@ class Conn:
             return
         self.fds += fds
         if not data:
+            hangup, self.on_hangup = self.on_hangup, None
             self.close()
+            if hangup is not None:
+                hangup()
             return
         if self.buf is None:
             return      # a request is being handled; later bytes are ignored

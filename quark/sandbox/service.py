@@ -203,10 +203,14 @@ class ContainerService:
                     os.close(fd)
         holder["pid"] = t.pid
         self.execs[t.pid] = conn
+        # The holder stands for the process: if it dies (a client SIGKILLs the pid it
+        # knows), so does the process.
+        conn.on_hangup = lambda: self._signal_pid(t.pid, signal.SIGKILL)
         conn.send({"ok": True, "pid": t.pid})
 
     def _exec_done(self, holder: dict[str, int], conn: Conn, ws: int) -> None:
         self.execs.pop(holder.get("pid", -1), None)
+        conn.on_hangup = None
         conn.send({"exit": ws})
         conn.close()
 

@@ -230,3 +230,16 @@ def test_terminal_without_console_socket_fails(q: Quark,
     r = q("create", "--bundle", str(make_bundle(["true"], terminal=True)), "t2")
     assert r.returncode == 1 and "--console-socket" in r.stderr
     assert not (q.root / "t2").exists()
+
+
+def test_killing_the_exec_holder_kills_the_guest_process(
+        q: Quark, make_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    assert q("run", "-d", "--bundle", str(make_bundle(["sleep", "100"])), "c5").returncode == 0
+    pid_file = tmp_path / "exec.pid"
+    r = q("exec", "--detach", "--pid-file", str(pid_file), "c5", "sleep", "100")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: len(q.capture("exec", "c5", "ps").stdout.splitlines()) == 4)
+    os.kill(int(pid_file.read_text()), 9)
+    # header, pid 1, and ps itself: the exec'd sleep is gone
+    wait_for(lambda: len(q.capture("exec", "c5", "ps").stdout.splitlines()) == 3)
+    assert q("delete", "-f", "c5").returncode == 0
