@@ -122,11 +122,10 @@ def test_pause_unpause(podman: Cmd, detached: str) -> None:
     assert podman("pause", detached).returncode == 0
     status = podman("inspect", "--format", "{{.State.Status}}", detached).stdout.strip()
     assert status == "paused"
-    before = podman("logs", detached).stdout
-    podman("exec", detached, "true")    # refused while paused; must not hang
+    # runc refuses exec in a paused container; so do podman and quark (without hanging).
+    assert podman("exec", detached, "true", timeout=30).returncode != 0
     assert podman("unpause", detached).returncode == 0
     assert podman("exec", detached, "echo", "alive").stdout == "alive\n"
-    assert before
 
 
 def test_kill_usr1(podman: Cmd, detached: str) -> None:
