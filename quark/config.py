@@ -19,6 +19,10 @@ kind = "auto"            # "auto" (probe), "pvm" or "vmx" (hardware virtualizati
 ```
 
 Command-line flags win over the file; the file wins over the defaults.
+
+A plugin may have its own section, named like its entry point in the `quark` group
+(e.g. `[net_bridge]`): such a section is accepted only when a distribution provides
+that entry point, and is handed to the plugin as it is (it checks its own keys).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     source: Path | None = None
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     def with_overrides(self, *, log_path: str | None = None, log_format: str | None = None,
                        debug: bool = False) -> Config:
@@ -142,8 +147,18 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"{path}: {e}") from None
 
     sections: dict[str, Any] = {}
+    plugins: dict[str, dict[str, Any]] = {}
     for name, data in doc.items():
         if name not in _SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{name}]")
+            if not isinstance(data, dict) or name not in _plugin_names():
+                raise ConfigError(f"{path}: unknown section [{name}]")
+            plugins[name] = data
+            continue
         sections[name] = _section(path, name, _SECTIONS[name], data)
-    return Config(source=path, **sections)
+    return Config(source=path, plugins=plugins, **sections)
+
+
+def _plugin_names() -> set[str]:
+    """Entry-point names of the `quark` group: the plugins' own sections."""
+    import importlib.metadata
+    return {ep.name for ep in importlib.metadata.entry_points(group="quark")}

@@ -57,6 +57,11 @@ rm -rf "$REPO/build" "$REPO"/*.egg-info
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "$REPO[test]"
 rm -rf "$REPO/build" "$REPO"/*.egg-info
+# The plugin distributions: bridge networking, and TSoR (reports when there is no
+# RDMA device; pyverbs comes from Debian's python3-pyverbs where RDMA hardware is).
+"$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    "$REPO/plugins/net_bridge" "$REPO/plugins/net_rdma"
+rm -rf "$REPO"/plugins/*/build "$REPO"/plugins/*/*.egg-info
 # The console script lands in the interpreter's scripts directory, which may not be on
 # PATH (a venv) or not yet shimmed (pyenv): make `quark` resolve to it.
 bin="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/quark"

@@ -1,0 +1,153 @@
+"""Two quark containers on the net_bridge bridge: HTTP between them and from the host;
+nothing left after delete (issue 5). Uses the kernel's AF_INET sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quark.tools.bundle import make_busybox_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.kvm, pytest.mark.root, pytest.mark.netns]
+
+
+def quark(env: dict[str, str], root: Path, *args: str, timeout: float = 60) -> Any:
+    """A quark command; output through files, not pipes: a created sandbox keeps the
+    stdio it was given (the container's), so a pipe would never reach EOF."""
+    import sys
+    import tempfile
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.run([sys.executable, "-m", "quark.cli", "--root", str(root), *args],
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True,
+                           timeout=timeout, env={**os.environ, **env})
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
+
+
+def _ns_inode(pid: int) -> int:
+    return os.stat(f"/proc/{pid}/ns/net").st_ino
+
+
+def _netns_alive(inode: int) -> bool:
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.stat(f"/proc/{p}/ns/net").st_ino == inode:
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+def test_http_between_containers_and_from_host(bridge_env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    srv = make_busybox_bundle(tmp_path / "srv", ["httpd", "-f", "-p", "80", "-h", "/www"])
+    (srv / "rootfs" / "www").mkdir()
+    (srv / "rootfs" / "www" / "index.html").write_text("hello over the bridge\n")
+    sid, cid = f"srv-{os.getpid()}", f"cli-{os.getpid()}"
+    r = quark(bridge_env, root, "create", "--bundle", str(srv), sid)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert quark(bridge_env, root, "start", sid).returncode == 0
+        pid = json.loads(quark(bridge_env, root, "state", sid).stdout)["pid"]
+        inode = _ns_inode(pid)
+        leases = json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"]
+        ip = leases[sid]["ip"]
+        veth = leases[sid]["veth"]
+        assert ip.startswith(bridge_env["QUARK_TEST_SUBNET"] + ".")
+        assert subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode == 0
+
+        # the host reaches the server through the bridge
+        body = ""
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen(f"http://{ip}/", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body == "hello over the bridge\n"
+
+        # another container fetches the page by IP
+        cli = make_busybox_bundle(tmp_path / "cli", ["wget", "-q", "-O", "-", f"http://{ip}/"])
+        r = quark(bridge_env, root, "run", "--bundle", str(cli), cid)
+        assert (r.returncode, r.stdout) == (0, "hello over the bridge\n"), r.stderr
+    finally:
+        r = quark(bridge_env, root, "delete", "--force", sid)
+    assert r.returncode == 0, r.stderr
+    leases = json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"]
+    assert leases == {}
+    assert subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0
+    assert not _netns_alive(inode)
+
+
+def test_delete_force_after_crash(bridge_env: dict[str, str], tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    b = make_busybox_bundle(tmp_path / "b", ["sleep", "60"])
+    cid = f"crash-{os.getpid()}"
+    assert quark(bridge_env, root, "create", "--bundle", str(b), cid).returncode == 0
+    pid = json.loads(quark(bridge_env, root, "state", cid).stdout)["pid"]
+    inode = _ns_inode(pid)
+    veth = json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"][cid]["veth"]
+    os.kill(pid, 9)
+    r = quark(bridge_env, root, "delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"] == {}
+    assert subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0
+    assert not _netns_alive(inode)
+
+
+def test_concurrent_creates_get_distinct_addresses(bridge_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    import sys
+    root = tmp_path / "state"
+    b = make_busybox_bundle(tmp_path / "b", ["sleep", "60"])
+    ids = [f"par{i}-{os.getpid()}" for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-m", "quark.cli", "--root", str(root),
+                               "create", "--bundle", str(b), i],
+                              env={**os.environ, **bridge_env}, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for i in ids]
+    try:
+        for p in procs:
+            assert p.wait(timeout=60) == 0
+        leases = json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"]
+        assert sorted(leases) == sorted(ids)
+        assert len({v["ip"] for v in leases.values()}) == len(ids)
+    finally:
+        for i in ids:
+            quark(bridge_env, root, "delete", "--force", i)
+    assert json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"] == {}
+
+
+def test_joins_a_named_netns_and_plugin_stays_out(bridge_env: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    name = f"qktest{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        b = make_busybox_bundle(tmp_path / "b", ["sleep", "60"])
+        cfg = json.loads((b / "config.json").read_text())
+        for ns in cfg["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = f"/run/netns/{name}"
+        (b / "config.json").write_text(json.dumps(cfg))
+        root = tmp_path / "state"
+        cid = f"join-{os.getpid()}"
+        assert quark(bridge_env, root, "create", "--bundle", str(b), cid).returncode == 0
+        pid = json.loads(quark(bridge_env, root, "state", cid).stdout)["pid"]
+        assert _ns_inode(pid) == os.stat(f"/run/netns/{name}").st_ino
+        leases = Path(bridge_env["QUARK_TEST_LEASES"])
+        assert not leases.exists() or json.loads(leases.read_text())["leases"] == {}
+        assert quark(bridge_env, root, "delete", "--force", cid).returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
