@@ -141,6 +141,15 @@ def format_addr(family: int, addr: Any) -> bytes:
             + int(scope).to_bytes(4, "little"))
 
 
+def _whitelisted(level: int, name: int) -> None:
+    """EOPNOTSUPP for a level no protocol here knows (ip_getsockopt's answer),
+    ENOPROTOOPT for an option not passed through."""
+    if level not in _PASS:
+        raise LinuxError(EOPNOTSUPP)
+    if name not in _PASS[level]:
+        raise LinuxError(ENOPROTOOPT)
+
+
 def _port(addr: tuple[Any, ...]) -> int:
     return int(addr[1])
 
@@ -180,10 +189,9 @@ class InetSocket(SocketFile):
     async def ioctl(self, t: Any, req: int, arg: int) -> int:
         from quark.kernel.abi.linux import FIONREAD, TIOCOUTQ
         if req in (FIONREAD, TIOCOUTQ):  # SIOCINQ, SIOCOUTQ
-            from quark.kernel.fs.host import host_ffi
-            from quark.kernel.fs.host.fs import host_errors as herr
-            with herr():
-                n = host_ffi.tty_ioctl_int(self.fd, req)
+            from quark.kernel.net import net_ffi
+            with host_errors():
+                n = net_ffi.int_ioctl(self.fd, req)
             t.mm.write_u32(arg, n)
             return 0
         return await super().ioctl(t, req, arg)
@@ -379,8 +387,7 @@ class InetSocket(SocketFile):
         if level == N.SOL_SOCKET and name in (N.SO_RCVTIMEO_OLD, N.SO_RCVTIMEO_NEW,
                                               N.SO_SNDTIMEO_OLD, N.SO_SNDTIMEO_NEW):
             return self.set_socket_opt(t, name, val)
-        if name not in _PASS.get(level, ()):
-            raise LinuxError(ENOPROTOOPT)
+        _whitelisted(level, name)
         if level == N.SOL_SOCKET and name in (N.SO_ERROR, N.SO_ACCEPTCONN):
             raise LinuxError(ENOPROTOOPT)
         with host_errors():
@@ -391,8 +398,7 @@ class InetSocket(SocketFile):
                                               N.SO_RCVTIMEO_OLD, N.SO_RCVTIMEO_NEW,
                                               N.SO_SNDTIMEO_OLD, N.SO_SNDTIMEO_NEW):
             return self.get_socket_opt(t, name, optlen)
-        if name not in _PASS.get(level, ()):
-            raise LinuxError(ENOPROTOOPT)
+        _whitelisted(level, name)
         with host_errors():
             return bytes(self.sock.getsockopt(level, name, min(max(optlen, 4), _OPT_MAX)))
 

@@ -258,6 +258,12 @@ class SocketFile(File):
     def statfs(self) -> StatFs:
         return StatFs(type=SOCKFS_MAGIC)
 
+    async def ioctl(self, t: Any, req: int, arg: int) -> int:
+        from quark.kernel.net import ifioctl
+        if ifioctl.handles(req):
+            return ifioctl.dev_ioctl(t, req, arg, self.host_poll_fd())
+        return await super().ioctl(t, req, arg)
+
     # ---- protocol operations
     def bind(self, t: Any, addr: bytes) -> None:
         raise LinuxError(EOPNOTSUPP)
