@@ -5,14 +5,20 @@ programs use loopback only and print no port numbers or host-specific values."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from quark.tools.bundle import make_rootfs
 from tests.guest.harness import (
-    PROGS, Result, can_chroot, env_args, fresh_copy, populate, run_native,
+    PROGS,
+    Result,
+    can_chroot,
+    env_args,
+    fresh_copy,
+    populate,
+    run_native,
 )
 
 CFLAGS = ("-Wall", "-I", str(PROGS))

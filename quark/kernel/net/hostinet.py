@@ -38,7 +38,6 @@ from quark.kernel.abi.linux import (
     EALREADY,
     EINPROGRESS,
     EINVAL,
-    EMSGSIZE,
     ENOPROTOOPT,
     EOPNOTSUPP,
     EPERM,
@@ -113,10 +112,9 @@ def parse_addr(family: int, raw: bytes, *, bind: bool = False) -> tuple[Any, ...
             raise LinuxError(EINVAL)
         port = int.from_bytes(raw[2:4], "big")
         host = socket.inet_ntop(socket.AF_INET, raw[4:8])
-        if fam != N.AF_INET:
-            # bind() tolerates AF_UNSPEC with INADDR_ANY for old programs.
-            if not (bind and fam == N.AF_UNSPEC and host == "0.0.0.0"):
-                raise LinuxError(EAFNOSUPPORT)
+        # bind() tolerates AF_UNSPEC with INADDR_ANY for old programs.
+        if fam != N.AF_INET and not (bind and fam == N.AF_UNSPEC and host == "0.0.0.0"):
+            raise LinuxError(EAFNOSUPPORT)
         return (host, port)
     if len(raw) < 24:                      # SIN6_LEN_RFC2133
         raise LinuxError(EINVAL)
@@ -376,7 +374,7 @@ class InetSocket(SocketFile):
                    ancsize: int) -> tuple[int, list[Any], int, Any]:
         views = iov.views(done)
         if len(views) <= IOV_MAX or self.stream:
-            return self.sock.recvmsg_into(views[:IOV_MAX], ancsize, hflags)  # type: ignore
+            return self.sock.recvmsg_into(views[:IOV_MAX], ancsize, hflags)
         staging = bytearray(total)
         n, anc, mflags, addr = self.sock.recvmsg_into([staging], ancsize, hflags)
         iov.scatter(0, memoryview(staging)[:min(n, total)])
@@ -422,5 +420,3 @@ def new_socket(t: Any, family: int, stype: int, protocol: int, flags: int) -> In
     s.uid, s.gid = t.creds.euid, t.creds.egid
     return s
 
-
-_ = EMSGSIZE

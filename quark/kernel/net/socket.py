@@ -119,7 +119,7 @@ class Ancillary:
     """What a sendmsg carries besides data: SCM_RIGHTS files (each holding one
     reference while in flight), SCM_CREDENTIALS, and other (level, type, bytes)."""
 
-    __slots__ = ("files", "creds", "other")
+    __slots__ = ("creds", "files", "other")
 
     def __init__(self) -> None:
         self.files: list[File] = []
@@ -136,7 +136,7 @@ class Received:
     """The result of a receive: ``n`` is the return value (the full datagram length
     when MSG_TRUNC was asked), ``addr`` the sender's sockaddr bytes or None."""
 
-    __slots__ = ("n", "addr", "flags", "files", "creds", "cmsgs")
+    __slots__ = ("addr", "cmsgs", "creds", "files", "flags", "n")
 
     def __init__(self, n: int, addr: bytes | None = None, flags: int = 0) -> None:
         self.n = n
@@ -187,7 +187,7 @@ def int_bytes(v: int) -> bytes:
 def timeval_opt(val: bytes) -> float | None:
     if len(val) < N.TIMEVAL.size:
         raise LinuxError(EINVAL)
-    sec, usec = N.TIMEVAL.unpack_from(val)
+    sec, usec = (int(x) for x in N.TIMEVAL.unpack_from(val))
     if usec < 0 or usec >= 1_000_000:
         raise LinuxError(EDOM)
     if sec < 0:
@@ -201,7 +201,7 @@ def timeval_bytes(v: float | None) -> bytes:
     if v is None:
         return N.TIMEVAL.pack(0, 0)
     sec = int(v)
-    return N.TIMEVAL.pack(sec, int(round((v - sec) * 1e6)))
+    return N.TIMEVAL.pack(sec, round((v - sec) * 1e6))
 
 
 class SocketFile(File):
@@ -242,6 +242,8 @@ class SocketFile(File):
 
     # ---- File interface: read/write are recv/send without flags
     async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+        if not any(len(b) for b in bufs):
+            return 0  # sock_read_iter: an empty read(2) never waits (recv(2) does)
         r = await self.recvmsg(t, IoVec.of_views(bufs), 0, 0)
         for f in r.files:
             f.decref()

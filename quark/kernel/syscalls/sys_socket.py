@@ -8,12 +8,13 @@ the address argument (EINVAL, EFAULT), then the protocol.
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
 from quark.kernel.abi.linux import (
     EAFNOSUPPORT,
-    EAGAIN,
     EINVAL,
+    ENOBUFS,
     ENOTSOCK,
     EOPNOTSUPP,
 )
@@ -204,7 +205,6 @@ async def _sendmsg(t: Task, f: SocketFile, hdr_addr: int, flags: int) -> int:
     m = MsgHdr(t, hdr_addr, False)
     raw = read_addr(t, m.name, m.namelen) if m.namelen else b""
     if m.controllen > CONTROL_MAX:
-        from quark.kernel.abi.linux import ENOBUFS
         raise LinuxError(ENOBUFS)
     anc = Ancillary()
     if m.controllen:
@@ -265,7 +265,6 @@ async def sys_sendmmsg(t: Task, a: SyscallArgs) -> int:
 async def sys_recvmmsg(t: Task, a: SyscallArgs) -> int:
     fd, vec, vlen, flags, tsp = a.int(0), a.ptr(1), a.uint(2), a.uint(3), a.ptr(4)
     f = _sock(t, fd)
-    import time
     end = None
     if tsp:
         sec, nsec = _TIMESPEC.unpack(t.mm.read(tsp, _TIMESPEC.size))
@@ -279,11 +278,9 @@ async def sys_recvmmsg(t: Task, a: SyscallArgs) -> int:
         try:
             n = await _recvmsg(t, f, hdr, flags & ~N.MSG_WAITFORONE)
             t.mm.write_u32(hdr + N.MSG_LEN_OFFSET, n)
-        except LinuxError as e:
+        except LinuxError:
             if done:
-                if e.errno != EAGAIN:
-                    pass  # Linux keeps the error for the next call (sk_err); dropped here
-                break
+                break  # Linux keeps a real error for the next call (sk_err); dropped here
             raise
         done += 1
         if flags & N.MSG_WAITFORONE:

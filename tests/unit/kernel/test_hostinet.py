@@ -183,7 +183,7 @@ def test_netlink_dump_links(t: FakeTask) -> None:
     buf = t.mm.alloc(65536)
     n = call(t, SYS_recvfrom, s, buf, 65536, 0, 0, 0)
     assert n > 16
-    ln, typ, _, seq, _ = struct.unpack("<IHHII", t.mm.read(buf, 16))
+    _ln, typ, _, seq, _ = struct.unpack("<IHHII", t.mm.read(buf, 16))
     assert typ == 16 and seq == 7                       # RTM_NEWLINK answers
     new = struct.pack("<IHHII", 32, 16, 0x5, 8, 0) + bytes(16)
     assert call(t, SYS_sendto, s, t.mm.put(new), len(new), 0, 0, 0) == -errno.EPERM

@@ -75,7 +75,7 @@ def test_blocking_read_waits_on_the_socket_queue(t: FakeTask) -> None:
 
 
 def test_rcvtimeo_times_out_with_eagain(t: FakeTask) -> None:
-    a, b = pair(t)
+    _a, b = pair(t)
     tv = t.mm.put(struct.pack("<qq", 0, 250000))
     assert call(t, SYS_setsockopt, b, N.SOL_SOCKET, N.SO_RCVTIMEO_OLD, tv, 16) == 0
     coro, blk = start(t, SYS_recvfrom, b, t.mm.alloc(8), 8, 0, 0, 0)
@@ -97,7 +97,7 @@ def test_scm_rights_passes_a_pipe(t: FakeTask) -> None:
     a, b = pair(t)
     pfd = t.mm.alloc(8)
     assert call(t, SYS_pipe2, pfd, 0) == 0
-    rd, wr = struct.unpack("<ii", t.mm.read(pfd, 8))
+    _rd, wr = struct.unpack("<ii", t.mm.read(pfd, 8))
     pipe_w = t.fds.get(wr)
     ctl = t.mm.put(N.CMSGHDR.pack(N.cmsg_len(4), N.SOL_SOCKET, N.SCM_RIGHTS)
                    + struct.pack("<i", wr) + bytes(4))
@@ -121,7 +121,7 @@ def test_scm_rights_without_room_closes_and_sets_ctrunc(t: FakeTask) -> None:
     a, b = pair(t)
     pfd = t.mm.alloc(8)
     call(t, SYS_pipe2, pfd, 0)
-    rd, wr = struct.unpack("<ii", t.mm.read(pfd, 8))
+    _rd, wr = struct.unpack("<ii", t.mm.read(pfd, 8))
     pipe_w = t.fds.get(wr)
     ctl = t.mm.put(N.CMSGHDR.pack(N.cmsg_len(4), N.SOL_SOCKET, N.SCM_RIGHTS)
                    + struct.pack("<i", wr) + bytes(4))
