@@ -19,7 +19,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from quark.kernel.abi.linux import (
-    EINVAL, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI, POLLRDBAND, POLLRDNORM, POLLWRBAND,
+    EINVAL,
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLOUT,
+    POLLPRI,
+    POLLRDBAND,
+    POLLRDNORM,
+    POLLWRBAND,
     POLLWRNORM,
 )
 from quark.kernel.errors import LinuxError

@@ -42,10 +42,12 @@ def _wake(t: Task) -> None:
         t.vcpu.kick(KICK_SIGNAL)
 
 
-def init_ignores(tg: ThreadGroup, sig: int, outside: bool) -> bool:
+def init_ignores(tg: ThreadGroup, sig: int, outside: bool, blocked: int = 0) -> bool:
     """The container's init is like a pid namespace's init (SIGNAL_UNKILLABLE): a
-    signal it has no handler for is dropped, except SIGKILL/SIGSTOP from outside."""
-    if tg is not tg.kernel.init_tg or tg.sighand.actions[sig].handler != SIG_DFL:
+    signal it has no handler for is dropped, except SIGKILL/SIGSTOP from outside.
+    A signal the receiver blocks is kept (sig_ignored: it may be read by signalfd or
+    sigwait, or get a handler before it is unblocked)."""
+    if blocked & bit(sig) or tg is not tg.kernel.init_tg or tg.sighand.actions[sig].handler != SIG_DFL:
         return False
     return not (outside and sig in (L.SIGKILL, L.SIGSTOP))
 
@@ -54,7 +56,9 @@ def send_to_group(tg: ThreadGroup, info: SigInfo, outside: bool = False) -> None
     """kill(2) semantics: a process-directed signal; ``outside`` when the runtime
     (not a process of the container) sends it."""
     sig = info.signo
-    if tg.zombie or not tg.threads or init_ignores(tg, sig, outside):
+    lead = tg.leader
+    blocked = lead.sigmask if lead is not None else 0
+    if tg.zombie or not tg.threads or init_ignores(tg, sig, outside, blocked):
         return
     if sig == L.SIGKILL:
         group_exit(tg, L.SIGKILL)
@@ -63,9 +67,10 @@ def send_to_group(tg: ThreadGroup, info: SigInfo, outside: bool = False) -> None
         _continue(tg)
     elif default_action(sig) == DEFAULT_STOP or sig == L.SIGSTOP:
         tg.shared_pending.discard(L.SIGCONT)
-    if _ignored_everywhere(tg, sig):
-        return
+    if _ignored_everywhere(tg, sig) and not blocked & bit(sig):
+        return          # blocked signals are never ignored (sig_ignored)
     tg.shared_pending.add(info)
+    _queued(tg)
     for t in tg.threads:
         if not t.sigmask & bit(sig):
             _wake(t)
@@ -75,7 +80,7 @@ def send_to_group(tg: ThreadGroup, info: SigInfo, outside: bool = False) -> None
 def send_to_task(t: Task, info: SigInfo) -> None:
     """tgkill(2) semantics, and synchronous faults (``force``) go through force_fault."""
     sig = info.signo
-    if t.dead or init_ignores(t.tg, sig, False):
+    if t.dead or init_ignores(t.tg, sig, False, t.sigmask):
         return
     if sig == L.SIGKILL:
         group_exit(t.tg, L.SIGKILL)
@@ -85,8 +90,16 @@ def send_to_task(t: Task, info: SigInfo) -> None:
     if _ignored_everywhere(t.tg, sig) and not t.sigmask & bit(sig):
         return
     t.pending.add(info)
+    _queued(t.tg)
     if not t.sigmask & bit(sig):
         _wake(t)
+
+
+def _queued(tg: ThreadGroup) -> None:
+    """A signal was queued: wake signalfd readers and pollers (signalfd_notify)."""
+    wq = getattr(tg.sighand, "signalfd_wq", None)
+    if wq is not None:
+        wq.notify(L.POLLIN)
 
 
 def force_fault(t: Task, info: SigInfo) -> None:

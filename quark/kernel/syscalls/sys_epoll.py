@@ -14,16 +14,36 @@ import time
 from typing import Any
 
 from quark.kernel.abi.linux import (
-    EBADF, EEXIST, EFAULT, EINTR, EINVAL, ELOOP, ENOENT, EPERM, O_CLOEXEC, POLLERR, POLLHUP,
-    POLLIN, POLLOUT,
+    EBADF,
+    EEXIST,
+    EFAULT,
+    EINTR,
+    EINVAL,
+    ELOOP,
+    ENOENT,
+    EPERM,
+    O_CLOEXEC,
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLOUT,
 )
 from quark.kernel.errors import LinuxError
 from quark.kernel.fs.anon.epoll import (
-    EP_MAX_NESTS, EPOLLET, EPOLLEXCLUSIVE, EPOLLONESHOT, EPOLLWAKEUP, EVENT, EpollFile,
+    EP_MAX_NESTS,
+    EPOLLET,
+    EPOLLEXCLUSIVE,
+    EPOLLONESHOT,
+    EPOLLWAKEUP,
+    EVENT,
+    EpollFile,
     pack_events,
 )
 from quark.kernel.polling import (
-    Sources, can_poll, restore_sigmask_unless, set_user_sigmask,
+    Sources,
+    can_poll,
+    restore_sigmask_unless,
+    set_user_sigmask,
 )
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import syscall

@@ -24,12 +24,27 @@ import time
 from typing import Any
 
 from quark.kernel.abi.linux import (
-    EBADF, EINTR, EINVAL, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI,
-    POLLRDBAND, POLLRDNORM, POLLWRBAND, POLLWRNORM,
+    EBADF,
+    EINTR,
+    EINVAL,
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLNVAL,
+    POLLOUT,
+    POLLPRI,
+    POLLRDBAND,
+    POLLRDNORM,
+    POLLWRBAND,
+    POLLWRNORM,
 )
 from quark.kernel.errors import LinuxError
 from quark.kernel.polling import (
-    Sources, events_of, remaining_ns, restore_sigmask_unless, set_user_sigmask,
+    Sources,
+    events_of,
+    remaining_ns,
+    restore_sigmask_unless,
+    set_user_sigmask,
 )
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import syscall
