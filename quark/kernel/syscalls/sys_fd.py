@@ -145,7 +145,9 @@ async def sys_fcntl(t: Task, a: SyscallArgs) -> int:
             return int(f.pipe_size())
         return int(f.set_pipe_size(t, arg & 0xFFFFFFFF))
     if cmd in (F_ADD_SEALS, F_GET_SEALS):
-        raise LinuxError(EINVAL)
+        if not hasattr(f, "get_seals"):     # memfds only (fs/anon/memfd.py)
+            raise LinuxError(EINVAL)
+        return int(f.get_seals() if cmd == F_GET_SEALS else f.add_seals(arg & 0xFFFFFFFF))
     raise LinuxError(EINVAL)
 
 
