@@ -161,7 +161,8 @@ def _cmd_ps(ns: argparse.Namespace, cfg: Config) -> int:
     if ns.format == "json":
         print(json.dumps(pids))
         return 0
-    out = subprocess.run(["ps", *(ns.ps_args or ["-ef"])], capture_output=True, text=True)
+    out = subprocess.run(["ps", *(ns.command or ["-ef"])], capture_output=True, text=True,
+                         check=False)
     lines = out.stdout.splitlines()
     if not lines:
         return 0
@@ -428,13 +429,12 @@ def _p_exec(sub: SubParsers) -> argparse.ArgumentParser:
 def _p_ps(sub: SubParsers) -> argparse.ArgumentParser:
     p = sub.add_parser("ps", help="host processes of the container (its sandbox process)")
     p.add_argument("--format", "-f", choices=["table", "json"], default="table")
-    _id(p)
-    p.add_argument("ps_args", nargs="*", metavar="PS_ARG")
+    _id(p)       # then ps(1) options, e.g. `quark ps ID -o pid,rss` (default -ef)
     return p
 
 
 def _p_list(sub: SubParsers) -> argparse.ArgumentParser:
-    p = sub.add_parser("list", aliases=[], help="list the containers")
+    p = sub.add_parser("list", help="list the containers")
     p.add_argument("--format", "-f", choices=["table", "json"], default="table")
     p.add_argument("--quiet", "-q", action="store_true", help="ids only")
     return p
@@ -509,7 +509,7 @@ COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
     "kill": (_p_kill, _cmd_kill, None),
     "delete": (_p_delete, _cmd_delete, None),
     "exec": (_p_exec, _cmd_exec, 1),
-    "ps": (_p_ps, _cmd_ps, None),
+    "ps": (_p_ps, _cmd_ps, 1),
     "list": (_p_list, _cmd_list, None),
     "pause": (_p_id_only("pause", "freeze every vCPU of a container"), _cmd_pause, None),
     "resume": (_p_id_only("resume", "thaw a paused container"), _cmd_pause, None),
@@ -553,13 +553,16 @@ def _takes_value(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def _split_tail(args: list[str], parser: argparse.ArgumentParser,
-                npos: int) -> tuple[list[str], list[str]]:
+                npos: int, immediate: bool = False) -> tuple[list[str], list[str]]:
     """Split `args` where the trailing command line starts: at the first `--`, or at the
     first non-option word after `npos` positionals (runc's and runsc's rule), so that
-    `quark do /r sh -c x` keeps `-c` for sh."""
+    `quark do /r sh -c x` keeps `-c` for sh. With `immediate`, the tail is everything
+    after the `npos` positionals, options too (`quark ps ID -o pid`)."""
     valued = _takes_value(parser)
     i, seen = 0, 0
     while i < len(args):
+        if immediate and seen == npos:
+            return args[:i], args[i:]
         a = args[i]
         if a == "--":
             return args[:i], args[i + 1:]
@@ -581,7 +584,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         i += 2 if argv[i] in valued else 1
     name = argv[i] if i < len(argv) else None
     if name in COMMANDS and COMMANDS[name][2] is not None:
-        head, tail = _split_tail(argv[i + 1:], subparsers[name], COMMANDS[name][2] or 0)
+        head, tail = _split_tail(argv[i + 1:], subparsers[name], COMMANDS[name][2] or 0,
+                                 immediate=name == "ps")
         ns = parser.parse_args(argv[:i + 1] + head)
         ns.command = tail
         return ns

@@ -182,3 +182,31 @@ def test_run_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status
     # `do` is the stateless foreground path through run_sandbox (`run` now goes
     # through the create/start lifecycle, tested in tests/unit/oci/test_lifecycle.py).
     assert cli.main(["do", str(tmp_path / "rootfs"), "--", "true"]) == expected
+
+
+def test_lifecycle_command_lines_parse_like_runc() -> None:
+    ns = cli._parse(["ps", "--format", "json", "c1", "-o", "pid"])
+    assert (ns.id, ns.format, ns.command) == ("c1", "json", ["-o", "pid"])
+    ns = cli._parse(["exec", "-t", "--env", "A=1", "c1", "ls", "-la"])
+    assert (ns.id, ns.tty, ns.env, ns.command) == ("c1", True, ["A=1"], ["ls", "-la"])
+    ns = cli._parse(["--root", "/r", "kill", "--all", "c1", "KILL"])
+    assert (ns.root, ns.all, ns.id, ns.signal) == ("/r", True, "c1", "KILL")
+    ns = cli._parse(["--log-format=json", "create", "--bundle", "/b", "--pid-file", "/p",
+                     "--console-socket", "/s", "--no-pivot", "c1"])
+    assert (ns.bundle, ns.pid_file, ns.console_socket, ns.id) == ("/b", "/p", "/s", "c1")
+
+
+@pytest.mark.parametrize("text, number", [("TERM", 15), ("SIGKILL", 9), ("usr1", 10),
+                                          ("9", 9), ("SIGRTMIN+1", 35)])
+def test_signal_names(text: str, number: int) -> None:
+    from quark.oci.lifecycle import parse_signal
+
+    assert parse_signal(text) == number
+
+
+def test_bad_signal_is_one_line() -> None:
+    from quark.oci.errors import OciError
+    from quark.oci.lifecycle import parse_signal
+
+    with pytest.raises(OciError, match="unknown signal 'NOPE'"):
+        parse_signal("NOPE")
