@@ -37,15 +37,23 @@ def _ns_inode(pid: int) -> int:
     return os.stat(f"/proc/{pid}/ns/net").st_ino
 
 
-def _netns_alive(inode: int) -> bool:
+def _holders(inode: int) -> set[int]:
+    """Processes in the network namespace with this inode."""
+    out = set()
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
                 if os.stat(f"/proc/{p}/ns/net").st_ino == inode:
-                    return True
+                    out.add(int(p))
             except OSError:
                 pass
-    return False
+    return out
+
+
+def _netns_alive(inode: int, pid: int) -> bool:
+    """The sandbox's anonymous netns lives while its only member does (nsfs inode
+    numbers are reused at once, so "no process has that inode" is not the test)."""
+    return pid in _holders(inode) or os.path.exists(f"/proc/{pid}/ns/net")
 
 
 def test_http_between_containers_and_from_host(bridge_env: dict[str, str],
@@ -61,6 +69,7 @@ def test_http_between_containers_and_from_host(bridge_env: dict[str, str],
         assert quark(bridge_env, root, "start", sid).returncode == 0
         pid = json.loads(quark(bridge_env, root, "state", sid).stdout)["pid"]
         inode = _ns_inode(pid)
+        assert _holders(inode) == {pid}
         leases = json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"]
         ip = leases[sid]["ip"]
         veth = leases[sid]["veth"]
@@ -87,7 +96,7 @@ def test_http_between_containers_and_from_host(bridge_env: dict[str, str],
     leases = json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"]
     assert leases == {}
     assert subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0
-    assert not _netns_alive(inode)
+    assert not _netns_alive(inode, pid)
 
 
 def test_delete_force_after_crash(bridge_env: dict[str, str], tmp_path: Path) -> None:
@@ -97,13 +106,14 @@ def test_delete_force_after_crash(bridge_env: dict[str, str], tmp_path: Path) ->
     assert quark(bridge_env, root, "create", "--bundle", str(b), cid).returncode == 0
     pid = json.loads(quark(bridge_env, root, "state", cid).stdout)["pid"]
     inode = _ns_inode(pid)
+    assert _holders(inode) == {pid}
     veth = json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"][cid]["veth"]
     os.kill(pid, 9)
     r = quark(bridge_env, root, "delete", "--force", cid)
     assert r.returncode == 0, r.stderr
     assert json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"] == {}
     assert subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0
-    assert not _netns_alive(inode)
+    assert not _netns_alive(inode, pid)
 
 
 def test_concurrent_creates_get_distinct_addresses(bridge_env: dict[str, str],
