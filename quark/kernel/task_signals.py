@@ -47,7 +47,8 @@ def init_ignores(tg: ThreadGroup, sig: int, outside: bool, blocked: int = 0) -> 
     signal it has no handler for is dropped, except SIGKILL/SIGSTOP from outside.
     A signal the receiver blocks is kept (sig_ignored: it may be read by signalfd or
     sigwait, or get a handler before it is unblocked)."""
-    if blocked & bit(sig) or tg is not tg.kernel.init_tg or tg.sighand.actions[sig].handler != SIG_DFL:
+    if blocked & bit(sig) or tg is not tg.kernel.init_tg \
+            or tg.sighand.actions[sig].handler != SIG_DFL:
         return False
     return not (outside and sig in (L.SIGKILL, L.SIGSTOP))
 
