@@ -8,6 +8,8 @@ the same keys for users — keep the two in step (a unit test compares them).
 memory_mib = 1024        # guest memory per sandbox, MiB
 vcpus = 1                # vCPUs per sandbox
 strace = false           # log every system call (name, arguments, result)
+syscall_path = "qcall"   # "qcall" (doorbell + poller, no exit) or "exit" (out 0x80)
+qcall_spin = 8000        # pause iterations the gate spins before taking the exit path
 
 [log]
 path = "/var/log/quark/quark.log"   # "" for no log file; --log overrides
@@ -50,6 +52,8 @@ class KernelConfig:
     memory_mib: int = 1024
     vcpus: int = 1
     strace: bool = False
+    syscall_path: str = "qcall"
+    qcall_spin: int = 8000
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ class Config:
 
 _SECTIONS = {"kernel": KernelConfig, "log": LogConfig, "platform": PlatformConfig}
 _CHOICES = {("log", "format"): LOG_FORMATS, ("log", "level"): LOG_LEVELS,
-            ("platform", "kind"): PLATFORM_KINDS}
+            ("platform", "kind"): PLATFORM_KINDS,
+            ("kernel", "syscall_path"): ("qcall", "exit")}
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:

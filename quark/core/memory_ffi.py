@@ -41,5 +41,10 @@ class PhysMem:
 
     def close(self) -> None:
         self.view.release()
-        self.map.close()
+        try:
+            self.map.close()
+        except BufferError:
+            # A view of guest memory is still referenced (a handler's frame kept by
+            # a traceback): leave the mapping to process exit rather than fail.
+            pass
         os.close(self.fd)

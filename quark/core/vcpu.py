@@ -23,6 +23,7 @@ from quark.core.guest import layout as L
 from quark.core.pagetable import NX, RW, US
 
 _Q = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
 _FRAME = struct.Struct("<7Q")
 _IRET = struct.Struct("<5Q")
 _MAILBOX = struct.Struct("<7Q")
@@ -72,7 +73,8 @@ def _tss(rsp0: int) -> tuple[bytes, int]:
     struct.pack_into("<Q", tss, 4, rsp0)
     struct.pack_into("<H", tss, 102, _IOMAP_BASE)
     bitmap = bytearray(b"\xff" * _IOMAP_BYTES)
-    bitmap[L.PORT_SYSCALL // 8] &= ~(1 << (L.PORT_SYSCALL % 8)) & 0xFF
+    for port in (L.PORT_SYSCALL, L.PORT_DOORBELL):
+        bitmap[port // 8] &= ~(1 << (port % 8)) & 0xFF
     tss[_IOMAP_BASE:_IOMAP_BASE + _IOMAP_BYTES] = bitmap
     tss[-1] = 0xFF          # the bitmap must end with a byte of ones
     return bytes(tss), len(tss) - 1
@@ -92,6 +94,8 @@ class Vcpu:
         self.frame_pa = base + L.VCPU_STACK_TOP - 8 * 7       # fault frame (7 words)
         self.iret_pa = base + L.VCPU_STACK_TOP - 8 * 5        # enter_user frame
         self.gate_kva = L.kva(base + L.VCPU_GATE)
+        self.qcall = bool(getattr(machine, "qcall", False))
+        entry = self.gate_kva + (L.STUB_GATE_QCALL - L.STUB_GATE if self.qcall else 0)
         self.gate_end_kva = self.gate_kva + L.PAGE
 
         tss, tss_limit = _tss(self.stack_top_kva)
@@ -114,14 +118,23 @@ class Vcpu:
         kvm_ffi.set_cpuid(self.fd, machine.cpuid)
         kvm_ffi.set_msrs(self.fd, {
             MSR_STAR: 0x0023001000000000,
-            MSR_LSTAR: self.gate_kva,
-            MSR_CSTAR: self.gate_kva,
+            MSR_LSTAR: entry,
+            MSR_CSTAR: entry,
             MSR_SFMASK: 0,     # keep RFLAGS: the gate runs in user mode
         })
+
         self.sregs = kvm_ffi.get_sregs(self.fd, kvm_ffi.Sregs())
         self._init_sregs(base, tss_limit)
         kvm_ffi.set_xcr0(self.fd, XCR0)
         self.regs = kvm_ffi.Regs()
+        # Word views of the mailbox: an item assignment is one aligned store.
+        # (struct.pack_into zero-fills before writing, and a gate spinning on a
+        # word may see that transient zero.)
+        mbox = mem.view[self.mailbox_pa:self.mailbox_pa + L.PAGE]
+        self._mb32 = mbox.cast("I")
+        self._mb64 = mbox.cast("Q")
+        mbox.release()
+        self._mb32[L.MB_SPIN // 4] = getattr(machine, "qcall_spin", 0)
 
     def _init_sregs(self, base: int, tss_limit: int) -> None:
         s = self.sregs
@@ -173,7 +186,54 @@ class Vcpu:
         return _MAILBOX.unpack_from(self.machine.mem.map, self.mailbox_pa)  # type: ignore[return-value]
 
     def set_syscall_result(self, value: int) -> None:
-        _Q.pack_into(self.machine.mem.map, self.mailbox_pa, value & 0xFFFFFFFFFFFFFFFF)
+        self._mb64[L.MB_NR // 8] = value & 0xFFFFFFFFFFFFFFFF
+
+    # ---- the QCall slot (see supervisor_pvm.S gate_qcall). Every field is guest
+    # writable: the host trusts only its own transitions, made under the kernel lock.
+
+    def qc_state(self) -> int:
+        return int(self._mb32[L.MB_STATE // 4])
+
+    def qc_waiting(self) -> bool:
+        return bool(self._mb32[L.MB_WAIT // 4])
+
+    def qc_bounced(self) -> bool:
+        return bool(self._mb32[L.MB_BOUNCE // 4])
+
+    def qc_running(self) -> None:
+        self._mb32[L.MB_STATE // 4] = L.QC_RUNNING
+
+    def qc_bounce(self) -> None:
+        """Send the gate to the exit path (MB_WAIT last: it releases the gate)."""
+        mb = self._mb32
+        mb[L.MB_BOUNCE // 4] = 1
+        mb[L.MB_STATE // 4] = L.QC_BOUNCED
+        mb[L.MB_WAIT // 4] = 0
+
+    def qc_complete(self, value: int) -> None:
+        mb = self._mb32
+        self._mb64[L.MB_NR // 8] = value & 0xFFFFFFFFFFFFFFFF
+        mb[L.MB_STATE // 4] = L.QC_DONE
+        mb[L.MB_WAIT // 4] = 0
+
+    def qc_reset(self) -> None:
+        """The vCPU is stopped at the exit path: clear the slot."""
+        mb = self._mb32
+        mb[L.MB_BOUNCE // 4] = 0
+        mb[L.MB_STATE // 4] = L.QC_IDLE
+        mb[L.MB_WAIT // 4] = 0
+
+    def qc_returning(self, rip: int) -> bool:
+        """The gate is past posting its call and the host has answered it: the
+        call is complete, only the gate's last instructions remain."""
+        spin = self.gate_kva + (L.STUB_QCALL_SPIN - L.STUB_GATE)
+        return (self.qcall and spin <= rip < self.gate_end_kva
+                and not self.qc_waiting() and not self.qc_bounced())
+
+    def qc_finish_return(self, regs: kvm_ffi.Regs) -> None:
+        """Do in ``regs`` what the gate's tail would: result in RAX, back to RCX."""
+        regs.rax = self._mb64[L.MB_NR // 8]
+        regs.rcx = regs.rip = self._mb64[L.MB_RET // 8]
 
     def get_regs(self) -> kvm_ffi.Regs:
         return kvm_ffi.get_regs(self.fd, kvm_ffi.Regs())
@@ -216,6 +276,8 @@ class Vcpu:
 
     def close(self) -> None:
         self.state = VcpuState.FINISHED
+        self._mb32.release()
+        self._mb64.release()
         self.run.close()
         os.close(self.fd)
 

@@ -22,7 +22,10 @@ _USER_VECTORS = {3, 4}
 class Machine:
     """One KVM VM with ``mem_size`` bytes of guest memory."""
 
-    def __init__(self, mem_size: int, stub: bytes | None = None) -> None:
+    def __init__(self, mem_size: int, stub: bytes | None = None, qcall: bool = False,
+                 qcall_spin: int = 8000) -> None:
+        self.qcall = qcall             # vCPUs enter syscalls through the QCall gate
+        self.qcall_spin = qcall_spin
         self.kvm_fd = kvm_ffi.open_kvm()
         try:
             self.vm_fd = kvm_ffi.create_vm(self.kvm_fd)
@@ -36,6 +39,7 @@ class Machine:
         self.stub = stub if stub is not None else load_stub()
         self._lock = threading.Lock()
         self.vcpus: list[Vcpu] = []
+        self._next_index = 0
         self._idle: list[Vcpu] = []
 
         self.mem.map[L.STUB_PA:L.STUB_PA + L.PAGE] = self.stub[:L.PAGE]
@@ -71,14 +75,19 @@ class Machine:
                 v = self._idle.pop()
                 v.state = VcpuState.RUNNING
                 return v
-            index = len(self.vcpus)
+            index = self._next_index
             if index >= L.MAX_VCPUS:
                 raise kvm_ffi.KvmError(11, "no vCPU left")
+            self._next_index += 1   # reserved now: concurrent creators get others
         v = Vcpu(self, index)       # maps pages: outside our lock (map takes it)
         with self._lock:
             self.vcpus.append(v)
         v.state = VcpuState.RUNNING
         return v
+
+    def add_doorbell(self, efd: int) -> None:
+        """Signal ``efd`` (inside KVM, no exit) on every write to the QCall port."""
+        kvm_ffi.add_pio_eventfd(self.vm_fd, L.PORT_DOORBELL, efd)
 
     def tsc_khz(self) -> int:
         """The guest TSC frequency (asked of a vCPU, creating one if needed)."""

@@ -117,6 +117,7 @@ class Task:
         self.vfork_parent: Task | None = None
         self.robust_list = 0
         self.stop = 0                 # how the vCPU last stopped (taskrun.STOP_*)
+        self.parked: Any = None       # a QCall the poller began: (coroutine, Block)
 
     # ---- identity used across the kernel
     @property

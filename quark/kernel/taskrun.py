@@ -54,6 +54,7 @@ def run_task(t: Task) -> None:
     try:
         with k.lock:
             t.vcpu = vcpu
+            vcpu.task = t
             regs = t.start_regs
             t.start_regs = None
             dead = t.tg.exiting is not None
@@ -70,6 +71,7 @@ def run_task(t: Task) -> None:
             from quark.kernel.task_exit import exit_task
             exit_task(t)
             t.vcpu = None
+            vcpu.task = None
         vcpu.run.set_immediate_exit(False)
         k.machine.put_vcpu(vcpu)
 
@@ -107,40 +109,53 @@ def _loop(t: Task, vcpu: Any) -> None:
 # ---- system calls ----------------------------------------------------------
 
 def _on_syscall(t: Task, vcpu: Any) -> bool:
-    nr, *raw = vcpu.syscall_args()
     k = t.kernel
     with k.lock:
         t.stop = STOP_SYSCALL
-        entry = k.table.get(nr)
-        args = SyscallArgs(nr, tuple(raw))  # type: ignore[arg-type]
-        obs = k.syscall_observer            # plugins' quark_syscall_enter/exit, or None
-        if obs is not None and obs.enter is not None:
-            obs.enter(t, nr, args)
-        if entry is not None and entry.handler is not None:
-            result = drive(t, entry.handler(t, args))
-        elif entry is not None:
-            result = -entry.errno
-        else:
-            result = -L.ENOSYS
-            if nr not in k.enosys_seen:
-                k.enosys_seen.add(nr)
-                log.warning("unknown syscall %d from task %d (%s): ENOSYS", nr, t.tid, t.comm)
-        if obs is not None and obs.exit is not None:
-            obs.exit(t, nr, args, result)
-        if t.dead or t.tg.exiting is not None:
-            return False
-        if t.enter is not None:
-            cr3, fs_base, regs = t.enter
-            t.enter = None
-            vcpu.enter_user(cr3, fs_base, regs)
-            return _after_enter(t, vcpu)
-        if t.set_regs is None and not is_restart(result) and not t.signal_pending() \
-                and not k.frozen:
-            vcpu.set_syscall_result(result)
-            return True
-        if not _freeze_point(t):
-            return False
-        return _return_slow(t, vcpu, nr, result)
+        if vcpu.qcall:
+            return _on_qcall_exit(t, vcpu)
+        nr, *raw = vcpu.syscall_args()
+        return _syscall(t, vcpu, nr, raw, None)
+
+
+def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
+    """Run system call ``nr`` on the task's own thread and return to user mode.
+    ``parked`` continues a call the QCall poller began (coroutine, Block) or
+    finished with a restart code (None, result)."""
+    k = t.kernel
+    entry = k.table.get(nr)
+    args = SyscallArgs(nr, tuple(raw))  # type: ignore[arg-type]
+    obs = k.syscall_observer            # plugins' quark_syscall_enter/exit, or None
+    if obs is not None and obs.enter is not None and parked is None:
+        obs.enter(t, nr, args)
+    if parked is not None:
+        coro, pending = parked
+        result = pending if coro is None else drive(t, coro, pending)
+    elif entry is not None and entry.handler is not None:
+        result = drive(t, entry.handler(t, args))
+    elif entry is not None:
+        result = -entry.errno
+    else:
+        result = -L.ENOSYS
+        if nr not in k.enosys_seen:
+            k.enosys_seen.add(nr)
+            log.warning("unknown syscall %d from task %d (%s): ENOSYS", nr, t.tid, t.comm)
+    if obs is not None and obs.exit is not None:
+        obs.exit(t, nr, args, result)
+    if t.dead or t.tg.exiting is not None:
+        return False
+    if t.enter is not None:
+        cr3, fs_base, regs = t.enter
+        t.enter = None
+        vcpu.enter_user(cr3, fs_base, regs)
+        return _after_enter(t, vcpu)
+    if t.set_regs is None and not is_restart(result) and not t.signal_pending() \
+            and not k.frozen:
+        vcpu.set_syscall_result(result)
+        return True
+    if not _freeze_point(t):
+        return False
+    return _return_slow(t, vcpu, nr, result)
 
 
 def _return_slow(t: Task, vcpu: Any, nr: int, result: int) -> bool:
@@ -165,11 +180,17 @@ def _after_enter(t: Task, vcpu: Any) -> bool:
     return True
 
 
-def drive(t: Task, coro: Coroutine[Any, Any, int]) -> int:
+def drive(t: Task, coro: Coroutine[Any, Any, int], blocked: Block | None = None) -> int:
     """Run a handler coroutine to completion on this thread; returns -errno on
-    failure. Kernel lock held on entry and exit."""
+    failure. ``blocked``: the coroutine is suspended on that request already.
+    Kernel lock held on entry and exit."""
     send: Any = None
     throw: BaseException | None = None
+    if blocked is not None:
+        # Continue as a (possibly spurious) wake-up: what the handler waits for may
+        # have happened while no waker was registered (between the poller parking
+        # the call and now), and every handler re-checks its condition after a wake.
+        send = True
     while True:
         try:
             req = coro.throw(throw) if throw is not None else coro.send(send)
@@ -201,7 +222,9 @@ def _wait(t: Task, req: Block) -> bool:
     p.register(w.fd, select.POLLIN)
     for fd, ev in req.host_fds:
         p.register(fd, ev)
-    timeout = None if req.timeout is None else max(req.timeout, 0) * 1000.0
+    # poll(2) takes an int of milliseconds; longer sleeps end early and the
+    # handler, which re-checks its deadline, sleeps again.
+    timeout = None if req.timeout is None else min(max(req.timeout, 0) * 1000.0, 2**31 - 1)
     k.lock.release()
     try:
         events = p.poll(timeout)
@@ -213,6 +236,89 @@ def _wait(t: Task, req: Block) -> bool:
     if (req.interruptible and t.signal_pending()) or t.dead:
         raise LinuxError(ERESTARTSYS)
     return bool(events)
+
+
+# ---- the QCall path ------------------------------------------------------------
+
+# Calls that need the caller's vCPU (its registers, FS base, FPU state) or end the
+# task: the poller bounces them to the exit path.
+NEEDS_VCPU = frozenset({15, 56, 57, 58, 59, 60, 131, 158, 231, 322, 435})
+
+
+def _on_qcall_exit(t: Task, vcpu: Any) -> bool:
+    """The QCall gate took the exit path: bounced, parked, timed out, or (a race)
+    already done. Kernel lock held."""
+    parked, t.parked = t.parked, None
+    waiting, bounced = vcpu.qc_waiting(), vcpu.qc_bounced()
+    vcpu.qc_reset()
+    if parked is None and not waiting and not bounced:
+        # The poller finished it while the gate gave up spinning: the result is in
+        # the mailbox already; only signals may still need the slow return.
+        result = vcpu.syscall_args()[0]
+        if t.signal_pending() or k_frozen(t):
+            return _return_slow(t, vcpu, -1, _signed(result))
+        return True
+    nr, *raw = vcpu.syscall_args()
+    return _syscall(t, vcpu, nr, raw, parked)
+
+
+def k_frozen(t: Task) -> bool:
+    return bool(t.kernel.frozen or t.tg.stopped)
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+def qcall_serve_all(k: Any) -> bool:
+    """One poller pass over every vCPU's slot; True if any call was served."""
+    from quark.core.guest.layout import QC_SUBMITTED
+    served = False
+    for v in k.machine.vcpus:
+        if v.qc_state() != QC_SUBMITTED or not v.qc_waiting():
+            continue
+        with k.lock:
+            t = getattr(v, "task", None)
+            if t is None or t.vcpu is not v or v.qc_state() != QC_SUBMITTED:
+                continue
+            _qcall_serve(t, v)
+            served = True
+    return served
+
+
+def _qcall_serve(t: Task, vcpu: Any) -> None:
+    k = t.kernel
+    nr, *raw = vcpu.syscall_args()
+    entry = k.table.get(nr)
+    if (t.parked is not None or nr in NEEDS_VCPU or entry is None or entry.handler is None
+            or k.syscall_observer is not None or k.frozen or t.tg.stopped or t.signal_pending()
+            or t.dead):
+        vcpu.qc_bounce()
+        return
+    vcpu.qc_running()
+    coro = entry.handler(t, SyscallArgs(nr, tuple(raw)))  # type: ignore[arg-type]
+    try:
+        req = coro.send(None)
+    except StopIteration as e:
+        result = int(e.value) if e.value is not None else 0
+    except LinuxError as e:
+        result = -e.errno
+    except Exception:
+        log.exception("syscall handler failed in task %d (%s)", t.tid, t.comm)
+        result = -L.ENOSYS
+    else:
+        # It must wait: the task's own thread continues it (the poller never sleeps).
+        t.parked = (coro, req if isinstance(req, Block) else Block((), 0, (), True))
+        vcpu.qc_bounce()
+        return
+    if (is_restart(result) or t.set_regs is not None or t.enter is not None
+            or t.signal_pending() or t.dead or k.frozen or t.tg.stopped):
+        # The return needs this vCPU (a restart, a signal taken right at the return
+        # as Linux does, a freeze): its thread finishes with this result.
+        t.parked = (None, result)
+        vcpu.qc_bounce()
+        return
+    vcpu.qc_complete(result)
 
 
 # ---- exceptions --------------------------------------------------------------
@@ -294,7 +400,9 @@ def _on_kick(t: Task, vcpu: Any) -> bool:
             return True
         regs = vcpu.get_regs()
         if regs.rip >= KBASE:
-            return True          # inside the gate or a stub: its own exit is near
+            if not vcpu.qc_returning(regs.rip):
+                return True      # inside the gate or a stub: its own exit is near
+            vcpu.qc_finish_return(regs)   # a served QCall: finish the gate's return here
         t.stop = STOP_KICK
         ctx = UserCtx(regs)
         if not deliver(t, ctx) or not _freeze_point(t):

@@ -25,7 +25,6 @@ REFRESH_SECONDS = 1.0
 
 # struct vvar in quark/core/guest/vdso.c
 _VVAR = struct.Struct("<IIQqqqQII")
-_SEQ = struct.Struct("<I")
 
 
 class Timekeeper:
@@ -33,6 +32,9 @@ class Timekeeper:
         self.machine = machine
         self.buf = machine.mem.map
         self.pa = vvar_frame
+        # One aligned store per sequence update (struct.pack_into would zero-fill
+        # first, and a reader could take that transient 0 for a stable count).
+        self._seq = machine.mem.view[vvar_frame:vvar_frame + 4].cast("I")
         self.seq = 0
         self.khz = machine.tsc_khz()
         self.mult = (1_000_000 << SHIFT) // self.khz
@@ -60,11 +62,11 @@ class Timekeeper:
             boot = max(boot, lboot + ahead)
         self._last = (tsc, mono, real, boot)
         seq = self.seq + 1
-        _SEQ.pack_into(self.buf, self.pa, seq)                  # odd: writing
+        self._seq[0] = seq                                      # odd: writing
         self.buf[self.pa + 4:self.pa + _VVAR.size] = _VVAR.pack(
             0, 1, tsc, mono, real, boot, self.mult, SHIFT, 0)[4:]
         self.seq = seq + 1
-        _SEQ.pack_into(self.buf, self.pa, self.seq)             # even: consistent
+        self._seq[0] = self.seq                                 # even: consistent
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="timekeeper", daemon=True)
@@ -76,3 +78,6 @@ class Timekeeper:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._seq.release()

@@ -69,8 +69,11 @@ class Sandbox:
             platform.require_runnable(getattr(pcfg, "kind", "auto"))
         except platform.PlatformError as e:
             raise SandboxError(str(e)) from e
+        path = os.environ.get("QUARK_SYSCALL_PATH") or getattr(kcfg, "syscall_path", "qcall")
+        self.qcall = path == "qcall"
         try:
-            self.machine = Machine(mem_mib << 20)
+            self.machine = Machine(mem_mib << 20, qcall=self.qcall,
+                                   qcall_spin=getattr(kcfg, "qcall_spin", 8000))
         except OSError as e:
             raise SandboxError(f"starting the virtual machine: {e.strerror or e}") from e
         self.kernel = Kernel(self.machine, None, spec.hostname or "quark")
@@ -78,6 +81,13 @@ class Sandbox:
         self.kernel.syscall_observer = self.plugins.syscall_observer()
         self._build_vfs()
         self.kernel.start_time()
+        self.poller = None
+        if self.qcall:
+            from quark.core.qcall import Poller
+            from quark.kernel.taskrun import qcall_serve_all
+            kernel = self.kernel
+            self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel))
+            self.poller.start()
         self.init: Task | None = None
 
     def _build_vfs(self) -> None:
@@ -309,6 +319,10 @@ class Sandbox:
     def close(self) -> None:
         if any(th.is_alive() for th in self.kernel.threads):
             return      # a stuck vCPU thread still uses guest memory: leave it mapped
+        if self.poller is not None:
+            self.poller.stop()
+        if self.kernel.timekeeper is not None:
+            self.kernel.timekeeper.stop()
         try:
             self.kernel.vfs.release()
         except Exception:  # noqa: BLE001 - teardown must not mask the exit status

@@ -43,10 +43,19 @@ SEL_TSS = 0x38
 
 PORT_SYSCALL = 0x80
 PORT_EXCEPTION = 0x81
+PORT_DOORBELL = 0x82              # QCall: an ioeventfd, never a return to user space
+STUB_GATE_QCALL = 0x1800          # the QCall gate, in the same per-vCPU gate page
+STUB_QCALL_SPIN = 0x1880          # its spin loop; from here on the call was posted
 
 # Mailbox words (supervisor_pvm.S: mb_nr, mb_a0..mb_a5).
 MB_NR = 0
 MB_ARGS = 8
+MB_STATE = 0x38
+MB_SPIN = 0x3C
+MB_WAIT = 0x40
+MB_BOUNCE = 0x44
+MB_RET = 0x48
+QC_IDLE, QC_SUBMITTED, QC_RUNNING, QC_DONE, QC_BOUNCED = 0, 1, 2, 3, 4
 
 # iret frame pushed on the RSP0 stack by a fault from user mode, after the stub's two
 # words: vector, error, rip, cs, rflags, rsp, ss.

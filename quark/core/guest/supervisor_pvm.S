@@ -96,6 +96,48 @@ gate:
         mov rax, [rip + mb_nr]
         jmp rcx
 
+        /* ---- the QCall gate (ARCHITECTURE.md): no exit for calls the host's poller
+         * serves. The request goes to the mailbox, an `out` to the doorbell port
+         * signals an ioeventfd inside KVM (the vCPU does not leave the guest), and
+         * the gate spins until the host clears mb_wait. When the host bounces the
+         * call (it needs this vCPU's registers) or the spin budget runs out, the gate
+         * takes the exit path with the original registers and the vCPU's own thread
+         * finishes the call. Only flag-neutral instructions are used (mov, lea,
+         * jecxz/jrcxz, pause, out): RFLAGS survive the call as on Linux. RAX is free
+         * (it becomes the result); RCX is kept in the mailbox meanwhile. */
+        .org 0x1800
+gate_qcall:
+        mov [rip + mb_nr], rax
+        mov [rip + mb_a0], rdi
+        mov [rip + mb_a1], rsi
+        mov [rip + mb_a2], rdx
+        mov [rip + mb_a3], r10
+        mov [rip + mb_a4], r8
+        mov [rip + mb_a5], r9
+        mov [rip + mb_ret], rcx
+        mov dword ptr [rip + mb_bounce], 0
+        mov dword ptr [rip + mb_wait], 1
+        mov dword ptr [rip + mb_state], 1       /* SUBMITTED */
+        out 0x82, al                            /* doorbell: an ioeventfd */
+        mov eax, [rip + mb_spin]
+        .org 0x1880, 0x90       /* the spin loop starts at a known offset (taskrun) */
+1:      pause
+        mov ecx, [rip + mb_wait]
+        jecxz 2f                                /* served (or bounced) */
+        lea rax, [rax - 1]
+        mov rcx, rax
+        jrcxz 3f                                /* spin budget spent */
+        jmp 1b
+2:      mov ecx, [rip + mb_state]
+        lea ecx, [rcx - 3]                      /* DONE? (no flags touched) */
+        jecxz 4f
+3:      mov rax, [rip + mb_nr]
+        mov rcx, [rip + mb_ret]
+        out 0x80, al                            /* the exit path finishes the call */
+4:      mov rax, [rip + mb_nr]
+        mov rcx, [rip + mb_ret]
+        jmp rcx
+
         /* ---- the mailbox: one per vCPU, user read-write ------------------------ */
         .org 0x2000
 mailbox:
@@ -106,4 +148,9 @@ mb_a2:  .quad 0
 mb_a3:  .quad 0
 mb_a4:  .quad 0
 mb_a5:  .quad 0
+mb_state: .long 0   /* QCall slot: 0 idle, 1 submitted, 2 running, 3 done, 4 bounced */
+mb_spin:  .long 0   /* QCall spin budget (pause iterations), written by the host */
+mb_wait:  .long 0   /* 1 while the guest waits; the host clears it */
+mb_bounce: .long 0  /* 1: finish through the exit path */
+mb_ret:   .quad 0   /* the caller's RCX (return RIP) while the gate spins */
         .org 0x3000
