@@ -343,13 +343,20 @@ def _prio_targets(t: Task, which: int, who: int) -> list[Task]:
             return [t]
         other = t.kernel.find_task(who)
         return [other] if other is not None else []
-    procs_fn = getattr(t.kernel, "procs", None)
-    everyone = list(procs_fn()) if callable(procs_fn) else [t]
+    tasks = getattr(t.kernel, "tasks", None)  # tid -> Task, the live tasks
+    everyone = list(tasks.values()) if tasks is not None else [t]
     if which == PRIO_PGRP:
-        pgid = who or getattr(t, "pgid", t.pid)
-        return [p for p in everyone if getattr(p, "pgid", p.pid) == pgid]
+        pgid = who or _pgid(t)
+        return [p for p in everyone if _pgid(p) == pgid]
     uid = who or t.creds.uid
     return [p for p in everyone if p.creds.uid == uid]
+
+
+def _pgid(t: Task) -> int:
+    pgid = getattr(t, "pgid", None)
+    if pgid is None:
+        pgid = getattr(getattr(t, "tg", None), "pgid", None)
+    return int(pgid if pgid is not None else t.pid)
 
 
 @syscall(140, "getpriority")
