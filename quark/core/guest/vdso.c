@@ -63,9 +63,9 @@ static int64_t read_clock(int clock)
             return -1;
         switch (clock) {
         case 0: case 5: base = v->real_ns; break;          /* REALTIME(_COARSE) */
-        case 1: case 4: case 6: base = v->mono_ns; break;  /* MONOTONIC(_RAW,_COARSE) */
+        case 1: case 6: base = v->mono_ns; break;          /* MONOTONIC(_COARSE) */
         case 7: base = v->boot_ns; break;                  /* BOOTTIME */
-        default: return -1;
+        default: return -1;   /* MONOTONIC_RAW (not NTP-slewed) and CPU clocks: syscall */
         }
         ns = base;
         if (clock != 5 && clock != 6) {

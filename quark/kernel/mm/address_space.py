@@ -38,6 +38,7 @@ EAGER_LIMIT = 64 * PAGE                 # mappings up to this size are populated
 
 SEGV_MAPERR = 1
 SEGV_ACCERR = 2
+BUS_ADRERR = 2       # returned negated by handle_fault: SIGBUS rather than SIGSEGV
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -158,7 +159,12 @@ class AddressSpace:
                 raise LinuxError(EFAULT)
         raise LinuxError(ENAMETOOLONG)
 
-    def iovecs(self, addr: int, n: int, write: bool) -> list[memoryview]:
+    def iovecs(self, addr: int, n: int, write: bool, partial: bool = False) -> list[memoryview]:
+        """See mm/api.py. ``partial``: stop at the first bad page and return the
+        views before it (a short read/write, as Linux's copy routines give);
+        EFAULT only when not even the first byte is accessible."""
+        if partial and addr + n > USER_TOP and addr < USER_TOP:
+            n = USER_TOP - addr
         self._check_range(addr, n)
         out: list[memoryview] = []
         run_pa = run_len = 0
@@ -166,7 +172,12 @@ class AddressSpace:
         while addr < end:
             off = addr & _LOW
             take = min(PAGE - off, end - addr)
-            pa = self._frame(addr - off, write) + off
+            try:
+                pa = self._frame(addr - off, write) + off
+            except LinuxError:
+                if not partial or (not out and not run_len):
+                    raise
+                break
             if run_len and pa == run_pa + run_len:
                 run_len += take
             else:
@@ -187,6 +198,11 @@ class AddressSpace:
                 not vma.prot & PROT_MASK or (write and not vma.prot & PROT_WRITE))):
             raise LinuxError(EFAULT)
         last = min(vma.end, va + FAULT_AROUND * PAGE) if around else va + PAGE
+        if vma.file is not None:
+            eof_page = self._eof_page(vma)
+            if va >= eof_page:
+                raise LinuxError(EFAULT)    # wholly past the end of the file
+            last = min(last, eof_page)
         pages = [va]
         p = va + PAGE
         while p < last and p not in self.frames:
@@ -212,6 +228,15 @@ class AddressSpace:
             self.pt.map(page, f, flags)
         return frames[0]
 
+    @staticmethod
+    def _eof_page(vma: Vma) -> int:
+        """The first address of ``vma`` wholly past the end of its file."""
+        try:
+            size = vma.file.stat().size
+        except Exception:  # noqa: BLE001 - unknown size: treat the mapping as backed
+            return vma.end
+        return vma.start + max(_page_up(size) - vma.offset, 0)
+
     def _force_populate(self, addr: int, n: int) -> None:
         """Populate pages for a kernel write that ignores protection (the loader)."""
         for p in range(_page_down(addr), addr + n, PAGE):
@@ -220,7 +245,7 @@ class AddressSpace:
 
     def handle_fault(self, addr: int, error: int) -> int:
         """A guest page fault at ``addr``; returns 0 when fixed, else the SIGSEGV
-        si_code (SEGV_MAPERR / SEGV_ACCERR)."""
+        si_code (SEGV_MAPERR / SEGV_ACCERR), or -BUS_ADRERR for SIGBUS."""
         page = _page_down(addr)
         write, fetch = bool(error & 2), bool(error & 16)
         vma = self.vmas.find(page) if page < USER_TOP else None
@@ -231,6 +256,8 @@ class AddressSpace:
             return SEGV_ACCERR
         if page in self.frames:
             return SEGV_ACCERR      # present with these rights: a real violation
+        if vma.file is not None and page >= self._eof_page(vma):
+            return -BUS_ADRERR      # SIGBUS: a file mapping past the end of the file
         try:
             self._populate(page, write, around=True, force=False)
         except LinuxError:

@@ -28,8 +28,9 @@ class GuestMemory(Protocol):
     def write_u32(self, addr: int, v: int) -> None: ...
     def write_u64(self, addr: int, v: int) -> None: ...
 
-    def iovecs(self, addr: int, n: int, write: bool) -> list[memoryview]:
+    def iovecs(self, addr: int, n: int, write: bool, partial: bool = False) -> list[memoryview]:
         """Host memoryviews covering guest ``[addr, addr+n)`` (split where guest pages
         are not contiguous), for zero-copy ``os.readv``/``os.writev``/``os.preadv``.
         ``write=True`` means the kernel will store into them (guest pages must be
-        user-writable). EFAULT if any page is bad."""
+        user-writable). EFAULT if any page is bad; with ``partial``, the views up to
+        the first bad page (EFAULT only if the first byte is bad)."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from quark.kernel.abi.linux import EINVAL, IOV_MAX, MAX_RW_COUNT
+from quark.kernel.abi.linux import EFAULT, EINVAL, IOV_MAX, MAX_RW_COUNT
+
+TASK_SIZE = 0x7FFF_FFFF_F000        # x86-64 user address limit (4-level paging)
 from quark.kernel.errors import LinuxError
 
 _IOVEC = struct.Struct("<QQ")
@@ -21,7 +23,9 @@ def buffer(t: Any, addr: int, count: int, write: bool) -> list[memoryview]:
     count = min(count, MAX_RW_COUNT)
     if count == 0:
         return []
-    return list(t.mm.iovecs(addr, count, write))
+    # A read that runs into a bad page returns what fits (copy_to_user stops
+    # short); a write from a bad buffer is EFAULT (pipes commit nothing on a fault).
+    return list(t.mm.iovecs(addr, count, write, partial=write))
 
 
 def iovec_array(t: Any, addr: int, cnt: int, write: bool) -> list[memoryview]:
@@ -33,11 +37,23 @@ def iovec_array(t: Any, addr: int, cnt: int, write: bool) -> list[memoryview]:
     vecs = [_IOVEC.unpack_from(raw, i * _IOVEC.size) for i in range(cnt)]
     if any(ln >> 63 for _, ln in vecs):
         raise LinuxError(EINVAL)
+    # import_iovec's access_ok: every segment must lie in user space, checked before
+    # anything moves (a segment that is merely unmapped ends the transfer short).
+    if any(ln and (base + ln > TASK_SIZE or base + ln < base) for base, ln in vecs):
+        raise LinuxError(EFAULT)
     out: list[memoryview] = []
     total = 0
     for base, ln in vecs:
         ln = min(ln, MAX_RW_COUNT - total)
         if ln:
-            out.extend(t.mm.iovecs(base, ln, write))
+            try:
+                got = t.mm.iovecs(base, ln, write, partial=write)
+            except LinuxError:
+                if out and write:
+                    break       # a read stops short at the first bad segment
+                raise
+            out.extend(got)
             total += ln
+            if sum(len(v) for v in got) < ln:
+                break
     return out

@@ -60,7 +60,7 @@ class FakeMemory:
     def write_u64(self, addr: int, v: int) -> None:
         self.write(addr, struct.pack("<Q", v & (1 << 64) - 1))
 
-    def iovecs(self, addr: int, n: int, write: bool) -> list[memoryview]:
+    def iovecs(self, addr: int, n: int, write: bool, partial: bool = False) -> list[memoryview]:
         o = self._off(addr, n)
         mv = memoryview(self.buf)
         out = []

@@ -68,7 +68,7 @@ class FakeMem:
     def write_u64(self, addr: int, v: int) -> None:
         self.write(addr, struct.pack("<Q", v & (1 << 64) - 1))
 
-    def iovecs(self, addr: int, n: int, write: bool) -> list[memoryview]:
+    def iovecs(self, addr: int, n: int, write: bool, partial: bool = False) -> list[memoryview]:
         off = self._check(addr, n)
         views = []
         mv = memoryview(self.buf)
