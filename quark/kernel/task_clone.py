@@ -64,6 +64,9 @@ async def do_clone(t: Task, flags: int, newsp: int, parent_tid: int, child_tid: 
     child = Task(k, tid, tg, mm, fds, fs, t.creds)
     tg.threads.append(child)
     child.sigmask = t.sigmask
+    misc = getattr(t, "misc", None)
+    if misc is not None:
+        child.misc = misc.fork()          # nice, no_new_privs ... (sys_misc.MiscState)
     child.fs_base = tls if flags & L.CLONE_SETTLS else t.fs_base
     if not (flags & L.CLONE_VM and not flags & L.CLONE_VFORK):
         child.altstack = t.altstack

@@ -135,6 +135,7 @@ async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes], envp: lis
     if old.users <= 0:
         old.release()
     t.fds.close_on_exec()
+    t.creds = t.creds.after_exec()
     if any(g.sighand is tg.sighand for g in t.kernel.groups.values() if g is not tg):
         tg.sighand = tg.sighand.copy()
     tg.sighand.reset_for_exec()

@@ -63,8 +63,12 @@ def _group_dead(tg: ThreadGroup, last: Task, status: int) -> None:
     if tg.itimer_real is not None:
         tg.itimer_real.cancel()
         tg.itimer_real = None
-    reaper = k.init_tg if k.init_tg is not tg else None
+    reaper = _reaper_for(tg)
     for child in list(tg.children):
+        leader = child.leader
+        death = getattr(getattr(leader, "misc", None), "pdeathsig", 0) if leader else 0
+        if death:
+            send_to_group(child, SigInfo(death, 0, pid=tg.pid))
         child.parent = reaper
         if reaper is not None:
             reaper.children.append(child)
@@ -99,6 +103,19 @@ def _group_dead(tg: ThreadGroup, last: Task, status: int) -> None:
     if autoreap:
         reap(tg)
     parent.child_wq.notify()
+
+
+def _reaper_for(tg: ThreadGroup) -> ThreadGroup | None:
+    """The nearest living ancestor marked PR_SET_CHILD_SUBREAPER, else init."""
+    k = tg.kernel
+    p = tg.parent
+    while p is not None:
+        lead = p.leader
+        if not p.zombie and lead is not None and getattr(getattr(lead, "misc", None),
+                                                          "child_subreaper", False):
+            return p
+        p = p.parent
+    return k.init_tg if k.init_tg is not tg else None
 
 
 def reap(tg: ThreadGroup) -> None:
