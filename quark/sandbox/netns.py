@@ -62,11 +62,7 @@ def _open_ns(path: str) -> int:
 
 def loopback_up() -> None:
     """``ip link set lo up`` in the calling thread's namespace."""
-    from pyroute2 import IPRoute
-    with IPRoute() as ip:
-        idx = ip.link_lookup(ifname="lo")
-        if idx:
-            ip.link("set", index=idx[0], state="up")
+    netns_ffi.link_up("lo")
 
 
 def enter(spec: Any, plugins: Any) -> NetworkState:
