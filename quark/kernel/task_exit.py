@@ -23,6 +23,9 @@ def exit_task(t: Task) -> None:
         return
     t.exited = True
     k = t.kernel
+    if t.parked is not None and t.parked[0] is not None:
+        t.mm.unpin()            # a call the poller parked will never resume
+    t.parked = None
     tg = t.tg
     t.dead = True
     if t.clear_child_tid:

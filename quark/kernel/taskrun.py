@@ -193,6 +193,7 @@ def drive(t: Task, coro: Coroutine[Any, Any, int], blocked: Block | None = None)
         # have happened while no waker was registered (between the poller parking
         # the call and now), and every handler re-checks its condition after a wake.
         send = True
+        t.mm.unpin()                    # pinned by the poller when it parked the call
     while True:
         try:
             req = coro.throw(throw) if throw is not None else coro.send(send)
@@ -227,11 +228,14 @@ def _wait(t: Task, req: Block) -> bool:
     # poll(2) takes an int of milliseconds; longer sleeps end early and the
     # handler, which re-checks its deadline, sleeps again.
     timeout = None if req.timeout is None else min(max(req.timeout, 0) * 1000.0, 2**31 - 1)
+    mm = t.mm
+    mm.pin()
     k.lock.release()
     try:
         events = p.poll(timeout)
     finally:
         k.lock.acquire()
+        mm.unpin()
         for q in req.queues:
             q.waiters.discard(w)
     w.drain()
@@ -322,6 +326,7 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
     else:
         # It must wait: the task's own thread continues it (the poller never sleeps).
         t.parked = (coro, req if isinstance(req, Block) else Block((), 0, (), True))
+        t.mm.pin()
         vcpu.qc_bounce()
         return
     _after_call(t, nr, result)

@@ -80,6 +80,8 @@ class AddressSpace:
         self.mmap_top = MMAP_TOP
         self.users = 1                  # threads sharing this space (CLONE_VM)
         self.special: set[int] = set()  # pages whose frames are shared, never freed
+        self.blocked = 0                # calls asleep with views of this space
+        self.quarantine: list[int] = [] # frames freed meanwhile (see _free_pages)
 
     @property
     def cr3(self) -> int:
@@ -338,7 +340,25 @@ class AddressSpace:
                 owned.append(f)
         for f in shared:
             self.mem.invalidate(f, PAGE)
+        if self.blocked:
+            # A sleeping call of this space may still hold views of these frames
+            # (taken before it slept): keep them out of the allocator until it
+            # resumes, so its late copy can never land in another process's page.
+            for f in owned:
+                self.mem.invalidate(f, PAGE)
+            self.quarantine.extend(owned)
+            return
         self.alloc.free_many(owned)
+
+    def pin(self) -> None:
+        """A call of this space is about to sleep holding guest-memory views."""
+        self.blocked += 1
+
+    def unpin(self) -> None:
+        self.blocked -= 1
+        if not self.blocked and self.quarantine:
+            frames, self.quarantine = self.quarantine, []
+            self.alloc.free_many(frames)
 
     def munmap(self, addr: int, length: int) -> None:
         if addr & _LOW or length == 0:
@@ -526,7 +546,8 @@ class AddressSpace:
     def release(self) -> None:
         """Free every frame and table (exit, exec)."""
         self.alloc.free_many([e & ~_LOW for p, e in self.frames.items()
-                              if p not in self.special])
+                              if p not in self.special] + self.quarantine)
+        self.quarantine = []
         self.frames.clear()
         self.special.clear()
         self.pt.release()
