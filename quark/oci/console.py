@@ -9,12 +9,10 @@ The slave becomes the process's stdin/stdout/stderr and controlling terminal.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
-import struct
-import termios
 
+from . import console_ffi
 from .errors import OciError
 
 
@@ -41,7 +39,7 @@ class Pty:
 
 
 def set_size(fd: int, width: int, height: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+    console_ffi.set_winsize(fd, width, height)
 
 
 def send_console(socket_path: str, pty: Pty) -> None:
@@ -66,7 +64,7 @@ def make_controlling(slave: int) -> None:
     """In a fresh process: new session, `slave` as controlling tty and as fds 0-2.
     The caller must not be a process-group leader (a fork child is not)."""
     os.setsid()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    console_ffi.set_controlling_tty(slave)
     for fd in (0, 1, 2):
         if slave != fd:
             os.dup2(slave, fd)
