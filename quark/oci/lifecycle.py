@@ -184,6 +184,7 @@ def _sandbox_child(spec: SandboxSpec, cfg: Any, sdir: StateDir, w: int, pty: Pty
         from quark.log import setup_logging
         setup_logging(cfg.log)
         svc = _sandbox(spec, cfg, sdir, systemd_cgroup)
+        svc.preserve_fds = preserve_fds
         svc.build(pid_file)
     except BaseException as e:  # noqa: BLE001 - reported to `create`, which prints it
         with contextlib.suppress(OSError):

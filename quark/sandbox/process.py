@@ -107,11 +107,13 @@ class Sandbox:
 
     # ---- processes
 
-    def create_init(self) -> Task:
-        """Prepare pid 1 from the spec (exec'd, not yet running)."""
+    def create_init(self, extra_fds: int = 0) -> Task:
+        """Prepare pid 1 from the spec (exec'd, not yet running). ``extra_fds``:
+        host fds 3..3+N-1 become the same fds of the container (--preserve-fds)."""
         spec = self.spec
+        stdio = (0, 1, 2, *range(3, 3 + extra_fds))
         t = self.spawn(spec.args, spec.env, spec.cwd or "/", spec.uid, spec.gid,
-                       tuple(spec.additional_gids), (0, 1, 2), umask=spec.umask,
+                       tuple(spec.additional_gids), stdio, umask=spec.umask,
                        rlimits=spec.rlimits, is_init=True)
         self.init = t
         try:
@@ -121,7 +123,7 @@ class Sandbox:
         return t
 
     def spawn(self, args: Any, env: Any, cwd: str, uid: int, gid: int, groups: tuple[int, ...],
-              stdio: tuple[int | None, int | None, int | None], *, umask: int | None = None,
+              stdio: tuple[int | None, ...], *, umask: int | None = None,
               rlimits: Any = (), is_init: bool = False, on_exit: Any = None) -> Task:
         """Make a process in the container running ``args`` with host fds ``stdio`` as
         its 0, 1, 2 (dup'ed; None leaves the fd closed). Init is returned unstarted;

@@ -41,6 +41,7 @@ class ContainerService:
         self.spec, self.config, self.control_path = spec, config, control_path
         self.record, self.run_hooks = record, run_hooks
         self.sb: Sandbox | None = None
+        self.preserve_fds = 0           # --preserve-fds: host fds 3.. passed to init
         self.started = False
         self.paused = False
         self.execs: dict[int, Conn] = {}
@@ -53,7 +54,7 @@ class ContainerService:
     def build(self, pid_file: str | None) -> None:
         """Everything `create` promises; raises SandboxError/OciError (one line)."""
         self.sb = Sandbox(self.spec, self.config)
-        self.sb.create_init()
+        self.sb.create_init(extra_fds=self.preserve_fds)
         pid = os.getpid()
         self.record(pid=pid)
         for kind in ("prestart", "createRuntime", "createContainer"):

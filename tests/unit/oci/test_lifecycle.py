@@ -243,3 +243,17 @@ def test_killing_the_exec_holder_kills_the_guest_process(
     # header, pid 1, and ps itself: the exec'd sleep is gone
     wait_for(lambda: len(q.capture("exec", "c5", "ps").stdout.splitlines()) == 3)
     assert q("delete", "-f", "c5").returncode == 0
+
+
+def test_preserve_fds_reach_the_container(q: Quark, make_bundle: Callable[..., Path],
+                                         tmp_path: Path) -> None:
+    extra = tmp_path / "fd3.txt"
+    bundle = make_bundle(["sh", "-c", "echo through-fd3 >&3"])
+    # fd 3 of `create` is the file; the sandbox keeps its stdio, so no pipes here.
+    cmd = (f'exec "{sys.executable}" -m quark.cli --root "{q.root}" create '
+           f'--bundle "{bundle}" --preserve-fds 1 pf 3>"{extra}" >/dev/null 2>"{tmp_path}/err"')
+    p = subprocess.run(["sh", "-c", cmd], stdin=subprocess.DEVNULL, env=q.env, timeout=60)
+    assert p.returncode == 0, (tmp_path / "err").read_text()
+    assert q("start", "pf").returncode == 0
+    wait_for(lambda: "through-fd3" in extra.read_text())
+    q("delete", "--force", "pf")
