@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from quark.core.guest.layout import FIXED_END, PAGE
 from quark.core.memory_ffi import PhysMem
@@ -26,6 +27,15 @@ class FrameAllocator:
         self._free: list[int] = []
         self._lock = threading.Lock()
         self.in_use = 0
+        self.refs: dict[int, int] = {}      # frames shared copy-on-write: holders (>= 2)
+
+    def share(self, pa: int) -> None:
+        """One more address space holds ``pa`` (copy-on-write fork)."""
+        with self._lock:
+            self.refs[pa] = self.refs.get(pa, 1) + 1
+
+    def holders(self, pa: int) -> int:
+        return self.refs.get(pa, 1)
 
     def alloc(self) -> int:
         with self._lock:
@@ -40,9 +50,30 @@ class FrameAllocator:
             return pa
 
     def free_many(self, frames: list[int]) -> None:
-        """Return frames; discards them in runs of contiguous pages (one madvise each)."""
+        """Let go of frames: shared ones lose a holder; the rest are discarded in runs
+        of contiguous pages (one madvise each) and reused."""
         if not frames:
             return
+        if self.refs:
+            shared = []
+            with self._lock:
+                kept = []
+                for pa in frames:
+                    n = self.refs.get(pa)
+                    if n is None:
+                        kept.append(pa)
+                        continue
+                    if n > 2:
+                        self.refs[pa] = n - 1
+                    else:
+                        del self.refs[pa]    # one holder left: it owns the frame now
+                    shared.append(pa)
+            # The departing holder's translations of frames others keep must go too
+            # (PVM.md): otherwise a page-table frame reused later can revive them.
+            self._runs(sorted(shared), self.mem.invalidate)
+            frames = kept
+            if not frames:
+                return
         frames = sorted(frames)
         start = prev = frames[0]
         for pa in frames[1:]:
@@ -54,6 +85,17 @@ class FrameAllocator:
         with self._lock:
             self._free.extend(frames)
             self.in_use -= len(frames)
+
+    @staticmethod
+    def _runs(frames: list[int], op: Any) -> None:
+        """Apply ``op(start, length)`` to each run of contiguous frames."""
+        i = 0
+        while i < len(frames):
+            j = i
+            while j + 1 < len(frames) and frames[j + 1] == frames[j] + PAGE:
+                j += 1
+            op(frames[i], frames[j] + PAGE - frames[i])
+            i = j + 1
 
     def free(self, pa: int) -> None:
         self.free_many([pa])

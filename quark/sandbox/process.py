@@ -159,6 +159,8 @@ class Sandbox:
             k.groups[pid] = tg
             if is_init:
                 k.init_tg = tg
+            if not any(e.startswith("HOME=") for e in env):
+                env = [*env, f"HOME={self._home_of(t, uid)}"]   # as runc does
             envb = [e.encode() for e in env]
             argv = [a.encode() for a in args]
             try:
@@ -176,6 +178,25 @@ class Sandbox:
             if not is_init:
                 k.start(t)
         return t
+
+    @staticmethod
+    def _home_of(t: Task, uid: int) -> str:
+        """The home directory of ``uid`` in the container's /etc/passwd, else "/"."""
+        from quark.kernel.vfs.at import lookup
+        try:
+            loc = lookup(t, L.AT_FDCWD, "/etc/passwd", 0)
+            f = loc.node.open(t, L.O_RDONLY, loc)
+            buf = bytearray(1 << 16)
+            n = f.read_at([memoryview(buf)], 0)
+            f.incref()
+            f.decref()
+        except (LinuxError, OSError, AttributeError):
+            return "/"
+        for line in bytes(buf[:n]).decode("utf-8", "replace").splitlines():
+            parts = line.split(":")
+            if len(parts) >= 6 and parts[2] == str(uid) and parts[5]:
+                return parts[5]
+        return "/"
 
     def _discard(self, t: Task) -> None:
         k = self.kernel

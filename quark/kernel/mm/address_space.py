@@ -34,6 +34,8 @@ STACK_TOP = 0x7F7F_FFFF_F000            # below the machine's slot (layout.KBASE
 STACK_MAX = 8 << 20
 MMAP_TOP = STACK_TOP - STACK_MAX - (1 << 30)
 FAULT_AROUND = 16                       # pages populated per fault when backed by a VMA
+COW = 8                                 # frames entry bit: shared copy-on-write
+COW_MIN_PAGES = 1024                    # smaller spaces are copied at fork (see fork)
 EAGER_LIMIT = 64 * PAGE                 # mappings up to this size are populated at mmap
 
 SEGV_MAPERR = 1
@@ -97,7 +99,29 @@ class AddressSpace:
             raise LinuxError(EFAULT)
         if not e & PROT_MASK:
             raise LinuxError(EFAULT)
+        if write and e & COW:
+            return self._break_cow(va, e)
         return e & ~_LOW
+
+    def _break_cow(self, page: int, e: int) -> int:
+        """A write to a copy-on-write page: copy it unless this space is its last
+        holder, then map it writable. The old translation must go (PVM.md), so the
+        old frame is invalidated either way."""
+        f = e & ~_LOW
+        prot = e & PROT_MASK
+        if self.alloc.holders(f) > 1:
+            try:
+                new = self.alloc.alloc()
+            except OutOfMemory:
+                raise LinuxError(ENOMEM) from None
+            self.buf[new:new + PAGE] = self.buf[f:f + PAGE]
+            self.alloc.free_many([f])           # one holder fewer
+        else:
+            new = f
+        self.frames[page] = new | prot
+        self.pt.map(page, new, _pte_flags(prot))
+        self.mem.invalidate(f, PAGE)
+        return new
 
     def _check_range(self, addr: int, n: int) -> None:
         if addr < 0 or n < 0 or addr + n > USER_TOP or (n and addr < PAGE):
@@ -256,7 +280,14 @@ class AddressSpace:
         if (write and not vma.prot & PROT_WRITE) or (fetch and not vma.prot & PROT_EXEC) \
                 or not vma.prot & PROT_MASK:
             return SEGV_ACCERR
-        if page in self.frames:
+        e = self.frames.get(page)
+        if e is not None:
+            if write and e & COW and e & PROT_WRITE:
+                try:
+                    self._break_cow(page, e)
+                except LinuxError:
+                    return SEGV_MAPERR
+                return 0
             return SEGV_ACCERR      # present with these rights: a real violation
         if vma.file is not None and page >= self._eof_page(vma):
             return -BUS_ADRERR      # SIGBUS: a file mapping past the end of the file
@@ -409,10 +440,10 @@ class AddressSpace:
             f = e & ~_LOW
             old = e & PROT_MASK
             if prot & PROT_MASK:
-                self.pt.set_flags(p, flags)
+                self.pt.set_flags(p, _pte_flags(prot & ~PROT_WRITE) if e & COW else flags)
             else:
                 self.pt.unmap(p)        # PROT_NONE: no access at all, frame kept
-            self.frames[p] = f | prot
+            self.frames[p] = f | prot | (e & COW)
             if old & ~prot:
                 downgraded.append(f)
         for f in downgraded:
@@ -425,7 +456,7 @@ class AddressSpace:
         for p in range(start, end, PAGE):
             e = self.frames.get(p)
             if e is not None and not self.pt.entry(p):
-                self.pt.map(p, e & ~_LOW, flags)
+                self.pt.map(p, e & ~_LOW, flags & ~RW if e & COW else flags)
 
     def drop_pages(self, start: int, end: int) -> None:
         """madvise(MADV_DONTNEED): populated pages go; anonymous ones read back as
@@ -490,7 +521,7 @@ class AddressSpace:
             if i < new_size:
                 self.frames[dest + i] = e
                 if e & PROT_MASK:
-                    self.pt.map(dest + i, e & ~_LOW, flags)
+                    self.pt.map(dest + i, e & ~_LOW, flags & ~RW if e & COW else flags)
         for f in stale:
             self.mem.invalidate(f, PAGE)   # the old address must stop reaching it
         return dest
@@ -518,16 +549,55 @@ class AddressSpace:
     # ---- whole-space operations ---------------------------------------------
 
     def fork(self) -> "AddressSpace":
-        """A private copy (eager copy of every populated page)."""
+        """A private copy. Small spaces are copied at once: under PVM each later
+        copy-on-write fault costs a guest exit (tens of µs) while copying a page
+        costs a few µs. Large ones share their frames copy-on-write."""
         child = AddressSpace(self.machine)
         for v in self.vmas:
             child.vmas.insert(v.copy())
+        if len(self.frames) >= COW_MIN_PAGES:
+            self._fork_cow(child)
+        else:
+            self._fork_copy(child)
+        child.brk_start, child.brk = self.brk_start, self.brk
+        child.stack_top, child.mmap_top = self.stack_top, self.mmap_top
+        return child
+
+    def _fork_cow(self, child: "AddressSpace") -> None:
+        downgraded = []
+        for page, e in self.frames.items():
+            f = e & ~_LOW
+            prot = e & PROT_MASK
+            if page in self.special:
+                child.frames[page] = e
+                child.special.add(page)
+                child.pt.map(page, f, _pte_flags(prot))
+                continue
+            self.alloc.share(f)
+            self.frames[page] = child.frames[page] = f | prot | COW
+            if prot:
+                child.pt.map(page, f, _pte_flags(prot & ~PROT_WRITE))
+            if prot & PROT_WRITE and not e & COW:
+                self.pt.set_flags(page, _pte_flags(prot & ~PROT_WRITE))
+                downgraded.append(f)
+        # The parent's writable translations must go (PVM.md): invalidate the
+        # downgraded frames, in runs of contiguous frames (one madvise each).
+        self.alloc._runs(sorted(downgraded), self.mem.invalidate)
+
+    def _fork_copy(self, child: "AddressSpace") -> None:
         buf = self.buf
         for page, e in self.frames.items():
             if page in self.special:
                 child.frames[page] = e
                 child.special.add(page)
                 child.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
+                continue
+            if e & COW:
+                f = e & ~_LOW           # still shared from an earlier fork: share on
+                self.alloc.share(f)
+                child.frames[page] = e
+                if e & PROT_MASK:
+                    child.pt.map(page, f, _pte_flags(e & PROT_MASK & ~PROT_WRITE))
                 continue
             try:
                 f = self.alloc.alloc()
@@ -539,12 +609,11 @@ class AddressSpace:
             child.frames[page] = f | (e & PROT_MASK)
             if e & PROT_MASK:
                 child.pt.map(page, f, _pte_flags(e & PROT_MASK))
-        child.brk_start, child.brk = self.brk_start, self.brk
-        child.stack_top, child.mmap_top = self.stack_top, self.mmap_top
-        return child
 
     def release(self) -> None:
         """Free every frame and table (exit, exec)."""
+        for p in self.special:     # shared machine frames: drop our translations
+            self.mem.invalidate(self.frames[p] & ~_LOW, PAGE)
         self.alloc.free_many([e & ~_LOW for p, e in self.frames.items()
                               if p not in self.special] + self.quarantine)
         self.quarantine = []

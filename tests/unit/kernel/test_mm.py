@@ -68,3 +68,21 @@ def test_fork_copies_and_release_frees(machine) -> None:
     used = machine.alloc.in_use
     child.release()
     assert machine.alloc.in_use < used
+
+
+def test_fork_copy_on_write(machine, monkeypatch) -> None:
+    from quark.kernel.mm import address_space as AS
+    monkeypatch.setattr(AS, "COW_MIN_PAGES", 1)
+    mm = _space(machine)
+    addr = mm.mmap(0, 8192, L.PROT_READ | L.PROT_WRITE, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    mm.write(addr, b"A" * 8192)
+    child = mm.fork()
+    shared = mm.frames[addr] & ~0xFFF
+    assert child.frames[addr] & ~0xFFF == shared and machine.alloc.holders(shared) == 2
+    child.write(addr, b"child")                  # the child gets its own copy
+    assert child.frames[addr] & ~0xFFF != shared
+    assert mm.read(addr, 5) == b"AAAAA" and child.read(addr, 5) == b"child"
+    assert machine.alloc.holders(shared) == 1
+    child.release()                               # the parent's page survives
+    mm.write(addr + 4096, b"parent")
+    assert mm.read(addr + 4096, 6) == b"parent"
