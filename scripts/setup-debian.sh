@@ -15,8 +15,10 @@ fi
 # tests and bench. gcc, libc6-dev: static test programs. binutils: the guest stub build.
 # podman, conmon, containerd, docker.io: the real OCI clients of tests/clients (iptables
 # and uidmap are what they expect beside them; bsdutils has script(1) for ctr -t).
+# debootstrap: the Debian bookworm rootfs of tests/guest/test_debian.py.
 packages=(busybox-static runc runsc gcc libc6-dev binutils make strace hyperfine
-          ca-certificates podman conmon containerd docker.io iptables uidmap bsdutils)
+          ca-certificates podman conmon containerd docker.io iptables uidmap bsdutils
+          debootstrap)
 if [ -z "$PY" ]; then
     packages+=(python3 python3-venv python3-pip)
 fi
