@@ -1,28 +1,41 @@
 #!/usr/bin/env python3
 """Quark next to native, runc and runsc, measured in the same run.
 
-    python3 bench/run.py [--iterations N] [--runs K] [--runtimes native,runc,runsc,quark]
+    python3 bench/run.py [--iterations N] [--batches B] [--runs K] [--dd-runs D]
+                         [--idle-seconds S] [--sandboxes M]
+                         [--runtimes native,runc,runsc,quark] [--quark-paths qcall,exit]
                          [--json FILE]
 
-Prints one table: per-call latency of getpid, clock_gettime and a 4 KiB read of
-/dev/zero (bench/syscalls.c, compiled here with `gcc -static`), and the wall time of
-`run` of a busybox bundle whose command is `echo hello` (median of K runs, each a
-full create/start/wait/delete). A runtime that is missing or fails shows
-"n/a" and the reason below the table. See bench/README.md.
+Prints one table with a column per runtime (quark once per syscall path, chosen with
+$QUARK_SYSCALL_PATH): per-call latency of getpid, clock_gettime, a 4 KiB read of
+/dev/zero and a 4 KiB pread of a regular file of the rootfs (bench/syscalls.c,
+compiled here with `gcc -static`; median of B batches, getpid also as the mean);
+busybox `dd bs=4k count=2500` to a file of the rootfs in MB/s; the wall time and peak
+RSS of `run` of a bundle whose command is `echo hello` (K runs, each a full
+create/start/wait/delete); the CPU a sleeping container uses over S seconds; its PSS,
+and the marginal PSS of each extra sleeping sandbox (1 then M running). A runtime that
+is missing or fails shows "n/a" and the reason below the table. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import re
+import select
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +45,16 @@ sys.path.insert(0, str(REPO))
 from quark.tools.bundle import bundle_config, make_rootfs  # noqa: E402
 
 RUNTIMES = ("native", "runc", "runsc", "quark")
+QUARK_PATHS = ("qcall", "exit")
 NATIVE_FACTOR = 100  # native calls are ~1000x cheaper: loop longer for a stable figure
-TIMEOUT = 300
 # runsc's default platform here is ptrace; --platform=kvm hangs on this PVM host.
 RUNSC_FLAGS = ["--network=none"]
+DATA_FILE = "bench.dat"       # in the rootfs: what pread4k reads (64 KiB)
+DD_FILE = "dd.out"            # in the rootfs: what dd writes
+DD_COUNT = 2500
+SLEEP_S = 60                  # sleeping containers are killed when measured
+SETTLE_S = 2.0                # after sleepers are up, before they are sampled
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class Unavailable(Exception):
@@ -47,16 +66,140 @@ def _short(text: str) -> str:
     return (lines[-1] if lines else "no output")[:160]
 
 
+@dataclass
+class Column:
+    """One column of the table: a runtime, and for quark the syscall path."""
+    label: str
+    runtime: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    stdout: str
+    stderr: str
+    status: int
+    seconds: float
+
+
+def run_to_end(argv: list[str], env: dict[str, str], timeout: float) -> Result:
+    """Run argv to completion with stdin /dev/null and no terminal, timing it."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env=env, start_new_session=True)
+        timer = threading.Timer(timeout, lambda: _killpg(proc.pid))
+        timer.start()
+        try:
+            _, wstatus = os.waitpid(proc.pid, 0)
+        finally:
+            elapsed = time.perf_counter() - start
+            timed_out = not timer.is_alive()
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(wstatus)
+        if timed_out:
+            raise Unavailable(f"timed out after {timeout:.0f}s")
+        out.seek(0)
+        err.seek(0)
+        return Result(out.read(), err.read(), proc.returncode, elapsed)
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _timed(stderr: str) -> list[dict[str, Any]]:
+    """The lines `syscalls --time` printed, in order."""
+    out = []
+    for line in stderr.splitlines():
+        if line.startswith('{"timed"'):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def _quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
+    subprocess.run(argv, check=False, capture_output=True, env=env, timeout=60)
+
+
+# -- /proc ------------------------------------------------------------------------------
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def tree(pid: int) -> list[int]:
+    """pid and its descendants, now."""
+    kids = _children()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """utime + stime (all threads) of these processes, in clock ticks."""
+    total = 0
+    for p in pids:
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])   # utime, stime (fields 14, 15)
+    return total
+
+
+def memory_kib(pids: list[int]) -> tuple[int, str]:
+    """Sum of Pss (smaps_rollup) of these processes, else of VmRSS: (KiB, "PSS"|"RSS")."""
+    total, kind = 0, "PSS"
+    for p in pids:
+        try:
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+            m = re.search(r"^Pss:\s+(\d+) kB", text, re.MULTILINE)
+        except OSError:
+            m = None
+        if m is None:
+            kind = "RSS"
+            try:
+                text = Path(f"/proc/{p}/status").read_text()
+            except OSError:
+                continue
+            m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
+        total += int(m.group(1)) if m else 0
+    return total, kind
+
+
+# -- the bench ------------------------------------------------------------------------
+
 class Bench:
-    def __init__(self, workdir: Path, iterations: int) -> None:
+    def __init__(self, workdir: Path, ns: argparse.Namespace) -> None:
         self.dir = workdir
-        self.iterations = iterations
+        self.ns = ns
         self.rootfs = workdir / "rootfs"
         self.seq = 0
         src = REPO / "bench" / "syscalls.c"
         self.prog = workdir / "syscalls"
         subprocess.run(["gcc", "-static", "-O2", "-o", str(self.prog), str(src)], check=True)
         make_rootfs(self.rootfs, extra_binaries=[self.prog])
+        (self.rootfs / DATA_FILE).write_bytes(os.urandom(64 << 10))
 
     def bundle(self, name: str, args: list[str]) -> Path:
         """A bundle dir whose config.json runs `args` on the shared rootfs."""
@@ -67,63 +210,173 @@ class Bench:
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         return bundle
 
-    def argv(self, runtime: str, bundle: Path) -> tuple[list[str], Callable[[], None]]:
-        """The command running `bundle` under `runtime`, and a cleanup for after it."""
+    def env(self, col: Column) -> dict[str, str]:
+        return dict(os.environ, PYTHONPATH=str(REPO), **col.env)
+
+    def argv(self, col: Column, args: list[str]) -> tuple[list[str], Callable[[], None]]:
+        """The command running `args` (in the rootfs) under col's runtime, and a
+        cleanup (kill and delete the container) for after it."""
+        if col.runtime == "native":
+            return [str(self.rootfs / args[0].lstrip("/")), *args[1:]], lambda: None
+        bundle = self.bundle(f"b-{Path(args[0]).name}-{len(args)}", args)
         self.seq += 1
         cid = f"bench-{os.getpid()}-{self.seq}"
-        if runtime == "runc":
+        env = self.env(col)
+        if col.runtime == "runc":
             return (["runc", "run", "--bundle", str(bundle), cid],
                     lambda: _quiet(["runc", "delete", "--force", cid]))
-        if runtime == "runsc":
+        if col.runtime == "runsc":
             flags = RUNSC_FLAGS
             return (["runsc", *flags, "run", "--bundle", str(bundle), cid],
                     lambda: _quiet(["runsc", *flags, "delete", "--force", cid]))
-        if runtime == "quark":
-            return ([sys.executable, "-m", "quark.cli", "run", "--bundle", str(bundle), cid],
-                    lambda: None)
-        raise ValueError(runtime)
+        if col.runtime == "quark":
+            quark = [sys.executable, "-m", "quark.cli"]
+            return ([*quark, "run", "--bundle", str(bundle), cid],
+                    lambda: _quiet([*quark, "delete", "--force", cid], env))
+        raise ValueError(col.runtime)
 
-    def run(self, runtime: str, args: list[str]) -> tuple[str, float]:
-        """Run `args` (a path inside the rootfs) under `runtime`: (stdout, seconds)."""
-        if runtime == "native":
-            argv = [str(self.rootfs / args[0].lstrip("/")), *args[1:]]
-            cleanup: Callable[[], None] = lambda: None  # noqa: E731
-        else:
-            argv, cleanup = self.argv(runtime, self.bundle(f"b-{Path(args[0]).name}", args))
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        start = time.perf_counter()
+    def run(self, col: Column, args: list[str]) -> Result:
+        """Run `args` (a path inside the rootfs) under col's runtime to completion."""
+        argv, cleanup = self.argv(col, args)
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
-                                  env=env, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise Unavailable(f"timed out after {TIMEOUT}s") from None
+            res = run_to_end(argv, self.env(col), self.ns.timeout)
         finally:
-            elapsed = time.perf_counter() - start
             cleanup()
-        if proc.returncode != 0:
-            raise Unavailable(f"exit {proc.returncode}: {_short(proc.stderr or proc.stdout)}")
-        return proc.stdout, elapsed
+        if res.status != 0:
+            raise Unavailable(f"exit {res.status}: {_short(res.stderr or res.stdout)}")
+        return res
 
-    def syscalls(self, runtime: str) -> dict[str, float]:
-        n = self.iterations * (NATIVE_FACTOR if runtime == "native" else 1)
-        out, _ = self.run(runtime, ["/bin/syscalls", str(n)])
+    # -- the measurements: each returns a dict of figures or raises Unavailable
+
+    def syscalls(self, col: Column) -> dict[str, float]:
+        n = self.ns.iterations * (NATIVE_FACTOR if col.runtime == "native" else 1)
+        data = str(self.rootfs / DATA_FILE) if col.runtime == "native" else "/" + DATA_FILE
+        res = self.run(col, ["/bin/syscalls", str(n), str(self.ns.batches), data])
         try:
-            return dict(json.loads(out.strip().splitlines()[-1]))
+            return dict(json.loads(res.stdout.strip().splitlines()[-1]))
         except (ValueError, IndexError):
-            raise Unavailable(f"unexpected output: {_short(out)}") from None
+            raise Unavailable(f"unexpected output: {_short(res.stdout)}") from None
 
-    def echo(self, runtime: str, runs: int) -> list[float]:
-        times = []
-        for _ in range(runs):
-            out, elapsed = self.run(runtime, ["/bin/echo", "hello"])
-            if out != "hello\n":
-                raise Unavailable(f"echo printed {out!r}")
-            times.append(elapsed)
-        return times
+    def dd(self, col: Column) -> dict[str, Any]:
+        """busybox dd (which reports no rate here), D times in one container (one
+        sh), each timed inside the container by `syscalls --time`: fork + exec + copy
+        + exit of dd. MB/s = 10^6 B/s. The file is removed after each copy; a dd with
+        count=0 (its start-up cost only) is timed too, for the JSON."""
+        dst = str(self.rootfs / DD_FILE) if col.runtime == "native" else "/" + DD_FILE
+        timer = str(self.rootfs / "bin/syscalls") if col.runtime == "native" else "/bin/syscalls"
+        dd = f"{timer} --time dd if=/dev/zero of={dst} bs=4k"
+        script = " && ".join([f"{dd} count=0", *[f"{dd} count={DD_COUNT} && rm {dst}"]
+                                                  * self.ns.dd_runs])
+        res = self.run(col, ["/bin/sh", "-c", script])
+        walls = [t["wall_ns"] / 1e9 for t in _timed(res.stderr)]
+        if len(walls) != self.ns.dd_runs + 1:
+            raise Unavailable(f"dd timing not understood: {_short(res.stderr)}")
+        return {"mb_s": [DD_COUNT * 4096 / s / 1e6 for s in walls[1:]],
+                "seconds": walls[1:], "count0_seconds": walls[0]}
+
+    def echo(self, col: Column) -> dict[str, Any]:
+        """`run` of echo hello, K times, each under `syscalls --time` on the host: the
+        wall time and the peak RSS (ru_maxrss: the largest single process of the
+        runtime's tree that was reaped in it). A failed run is counted and reported,
+        and the others still give the figures."""
+        times: list[float] = []
+        rss: list[int] = []
+        failures: list[str] = []
+        for _ in range(self.ns.runs):
+            argv, cleanup = self.argv(col, ["/bin/echo", "hello"])
+            try:
+                res = run_to_end([str(self.prog), "--time", *argv], self.env(col),
+                                 self.ns.timeout)
+                if res.status != 0:
+                    raise Unavailable(f"exit {res.status}: {_short(res.stderr or res.stdout)}")
+                if res.stdout != "hello\n":
+                    raise Unavailable(f"echo printed {res.stdout!r}")
+                timed = _timed(res.stderr)
+                if not timed:
+                    raise Unavailable(f"no timing: {_short(res.stderr)}")
+            except Unavailable as e:
+                failures.append(str(e))
+                if len(failures) >= 3 and not times:
+                    break
+                continue
+            finally:
+                cleanup()
+            times.append(timed[-1]["wall_ns"] / 1e9)
+            rss.append(timed[-1]["maxrss_kib"])
+        if not times:
+            raise Unavailable(failures[-1])
+        out: dict[str, Any] = {"seconds": times, "maxrss_kib": rss}
+        if failures:
+            out["failures"] = failures
+        return out
+
+    def sleepers(self, col: Column) -> dict[str, Any]:
+        """Idle CPU of one sleeping container over S s, its memory, then the marginal
+        memory of M-1 more (all foreground `run`s, each a process tree of its own)."""
+        running: list[tuple[subprocess.Popen[bytes], Callable[[], None]]] = []
+        try:
+            running.append(self._sleeper(col))
+            time.sleep(SETTLE_S)
+            pids = tree(running[0][0].pid)
+            ticks0, t0 = cpu_ticks(pids), time.monotonic()
+            time.sleep(self.ns.idle_seconds)
+            ticks1, t1 = cpu_ticks(pids), time.monotonic()
+            self._alive(running)
+            mem1, kind = memory_kib(pids)
+            procs = [_comm(p) for p in pids]
+            while len(running) < self.ns.sandboxes:
+                running.append(self._sleeper(col))
+            time.sleep(SETTLE_S)
+            self._alive(running)
+            memn = sum(memory_kib(tree(p.pid))[0] for p, _ in running)
+        finally:
+            for proc, cleanup in running:
+                cleanup()
+                _killpg(proc.pid)
+                proc.wait()
+        cpu = (ticks1 - ticks0) / CLK_TCK / (t1 - t0) * 100
+        return {"idle_cpu_pct": cpu, "idle_seconds": t1 - t0, "processes": procs,
+                "mem_kind": kind, "mem1_kib": mem1, f"mem{self.ns.sandboxes}_kib": memn,
+                "marginal_kib": (memn - mem1) / max(self.ns.sandboxes - 1, 1)}
+
+    def _sleeper(self, col: Column) -> tuple[subprocess.Popen[bytes], Callable[[], None]]:
+        """Start a sleeping container under col's runtime in the background (a
+        foreground `run`, so for quark the sandbox is this process); return once its
+        shell said "up" and exec'd `sleep`."""
+        argv, cleanup = self.argv(col, ["/bin/sh", "-c", f"echo up && exec sleep {SLEEP_S}"])
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=self.env(col),
+                                start_new_session=True)
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            line = proc.stdout.readline() if ready else b""
+            if line != b"up\n":
+                if proc.poll() is None and not ready:
+                    raise Unavailable("sleeping container did not start in 60 s")
+                _killpg(proc.pid)
+                proc.wait()
+                raise Unavailable(f"sleeping container exited {proc.returncode}: "
+                                  f"{_short(proc.stderr.read().decode(errors='replace'))}")
+        except BaseException:
+            cleanup()
+            _killpg(proc.pid)
+            proc.wait()
+            raise
+        return proc, cleanup
+
+    @staticmethod
+    def _alive(running: list[tuple[subprocess.Popen[bytes], Callable[[], None]]]) -> None:
+        for proc, _ in running:
+            if proc.poll() is not None:
+                raise Unavailable(f"a sleeping container exited ({proc.returncode}) early")
 
 
-def _quiet(argv: list[str]) -> None:
-    subprocess.run(argv, capture_output=True)
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def precheck(runtime: str) -> None:
@@ -134,91 +387,185 @@ def precheck(runtime: str) -> None:
             raise Unavailable(f"{runtime} not installed")
         if os.geteuid() != 0:
             raise Unavailable("needs root")
-    if runtime == "quark":
-        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-            raise Unavailable("/dev/kvm missing or not read-write")
+    if runtime == "quark" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise Unavailable("/dev/kvm missing or not read-write")
 
 
-def measure(bench: Bench, runtimes: list[str], runs: int) -> dict[str, Any]:
+MEASUREMENTS = ("syscalls", "dd", "echo", "sleepers")
+
+
+def measure(bench: Bench, columns: list[Column]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for rt in runtimes:
-        res: dict[str, Any] = {}
+    for col in columns:
+        res: dict[str, Any] = {"runtime": col.runtime, "env": col.env}
+        results[col.label] = res
         try:
-            precheck(rt)
+            precheck(col.runtime)
         except Unavailable as e:
-            results[rt] = {"error": str(e)}
+            res["error"] = str(e)
             continue
-        print(f"measuring {rt} ...", file=sys.stderr, flush=True)
-        for key, fn, extra in (("syscalls", bench.syscalls, ()),
-                               ("echo_s", bench.echo, (runs,))):
+        for key in MEASUREMENTS:
+            print(f"measuring {col.label}: {key} ...", file=sys.stderr, flush=True)
             try:
-                res[key] = fn(rt, *extra)  # type: ignore[operator]
+                res[key] = getattr(bench, key)(col)
             except Unavailable as e:
                 res[f"{key}_error"] = str(e)
-        results[rt] = res
     return results
 
 
-ROWS = (
-    ("getpid", "syscalls", "getpid_ns"),
-    ("clock_gettime", "syscalls", "clock_gettime_ns"),
-    ("read 4 KiB /dev/zero", "syscalls", "read4k_ns"),
-)
+# -- the table ------------------------------------------------------------------------
+
+def _us(field: str) -> Callable[[dict[str, Any]], str]:
+    return lambda d: f"{d[field] / 1000:.3f}" if field in d else "-"
 
 
-def render(results: dict[str, Any], runs: int) -> str:
-    runtimes = list(results)
+def _mib(kib: float) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def rows(ns: argparse.Namespace) -> list[tuple[str, str, Callable[[dict[str, Any]], str]]]:
+    b, m = ns.batches, ns.sandboxes
+    return [
+        (f"getpid (µs/call, median of {b} batches)", "syscalls", _us("getpid_med_ns")),
+        ("getpid (µs/call, mean)", "syscalls", _us("getpid_ns")),
+        ("clock_gettime (µs/call, median)", "syscalls", _us("clock_gettime_med_ns")),
+        ("read 4 KiB /dev/zero (µs/call, median)", "syscalls", _us("read4k_med_ns")),
+        ("pread 4 KiB rootfs file (µs/call, median)", "syscalls", _us("pread4k_med_ns")),
+        (f"dd bs=4k count={DD_COUNT} (MB/s, median of {ns.dd_runs})", "dd",
+         lambda d: f"{statistics.median(d['mb_s']):.0f}"),
+        (f"run busybox echo (ms, median of {ns.runs})", "echo",
+         lambda d: f"{statistics.median(d['seconds']) * 1000:.1f}"),
+        (f"run busybox echo peak RSS (MiB, max of {ns.runs})", "echo",
+         lambda d: _mib(max(d["maxrss_kib"]))),
+        (f"idle sleeping container (% of a CPU, {ns.idle_seconds:g} s)", "sleepers",
+         lambda d: f"{d['idle_cpu_pct']:.2f}"),
+        ("sleeping container PSS (MiB, 1 running)", "sleepers",
+         lambda d: _mib(d["mem1_kib"]) + ("" if d["mem_kind"] == "PSS" else " RSS")),
+        (f"marginal PSS per extra sandbox (MiB, 1->{m})", "sleepers",
+         lambda d: _mib(d["marginal_kib"]) + ("" if d["mem_kind"] == "PSS" else " RSS")),
+    ]
+
+
+def render(results: dict[str, Any], ns: argparse.Namespace) -> str:
+    labels = list(results)
     notes: list[str] = []
 
-    def na(rt: str, key: str) -> str:
-        reason = results[rt].get("error") or results[rt].get(f"{key}_error", "not measured")
-        note = f"{rt}: {reason}"
-        if note not in notes:
-            notes.append(note)
-        return f"n/a ({notes.index(note) + 1})"
+    def note(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f"({notes.index(text) + 1})"
 
-    head = ["", *runtimes]
-    rows = [head]
-    for label, key, field in ROWS:
-        row = [f"{label} (µs/call)"]
-        for rt in runtimes:
-            data = results[rt].get(key)
-            row.append(f"{data[field] / 1000:.3f}" if data else na(rt, key))
-        rows.append(row)
-    row = [f"run busybox echo (ms, median of {runs})"]
-    for rt in runtimes:
-        times = results[rt].get("echo_s")
-        row.append(f"{statistics.median(times) * 1000:.1f}" if times else na(rt, "echo_s"))
-    rows.append(row)
+    def na(label: str, key: str) -> str:
+        reason = results[label].get("error") or results[label].get(f"{key}_error",
+                                                                    "not measured")
+        return "n/a " + note(f"{label}: {reason}")
 
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    head = ["", *labels]
+    table = [head]
+    for text, key, fmt in rows(ns):
+        row = [text]
+        for label in labels:
+            data = results[label].get(key)
+            cell = fmt(data) if data else na(label, key)
+            if data and data.get("failures"):
+                fails = data["failures"]
+                cell += " " + note(f"{label}: {len(fails)} of {len(fails) + len(data['seconds'])}"
+                                   f" runs failed, not counted ({fails[0]})")
+            row.append(cell)
+        table.append(row)
+
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                       enumerate(zip(r, widths, strict=True))) for r in rows]
+                       enumerate(zip(r, widths, strict=True))) for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"({i}) {n}" for i, n in enumerate(notes, 1)]
     return "\n".join(lines)
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, check=False, capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "-"
+    return out.splitlines()[0].strip() if out.strip() else "-"
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "-"
+
+
+def header(ns: argparse.Namespace, load: tuple[str, str]) -> str:
+    cpu = "-"
+    try:
+        m = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        cpu = m.group(1) if m else "-"
+    except OSError:
+        pass
+    commit = _version(["git", "-C", str(REPO), "log", "-1", "--format=%h %cs"])
+    if _version(["git", "-C", str(REPO), "status", "--porcelain", "--", "quark"]) != "-":
+        commit += " + uncommitted changes in quark/"
+    return "\n".join([
+        f"command: {shlex.join(['python3', 'bench/run.py', *sys.argv[1:]])}",
+        f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        (f"machine: nproc {os.cpu_count()}, kernel {os.uname().release}, cpu {cpu}; "
+         f"load average {load[0]} at the start, {load[1]} at the end"),
+        (f"runc: {_version(['runc', '--version'])}; runsc: {_version(['runsc', '--version'])}"
+         f" ({' '.join(RUNSC_FLAGS)}); quark: {commit}; python {sys.version.split()[0]}"),
+        (f"iterations: {ns.iterations} per op in sandboxes "
+         f"({ns.iterations * NATIVE_FACTOR} native), {ns.batches} batches"),
+    ])
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iterations", "-n", type=int, default=20000,
                    help=f"calls per operation in a sandbox (native: x{NATIVE_FACTOR})")
+    p.add_argument("--batches", "-b", type=int, default=10,
+                   help="batches the calls are split in (the median is reported)")
     p.add_argument("--runs", "-r", type=int, default=10, help="runs of busybox echo")
+    p.add_argument("--dd-runs", type=int, default=3, help="runs of dd (in one container)")
+    p.add_argument("--idle-seconds", type=float, default=10.0,
+                   help="how long the sleeping container's CPU use is sampled")
+    p.add_argument("--sandboxes", type=int, default=4,
+                   help="sleeping sandboxes for the marginal memory (1 -> this many)")
     p.add_argument("--runtimes", default=",".join(RUNTIMES),
                    help="comma-separated subset of " + ",".join(RUNTIMES))
+    p.add_argument("--quark-paths", default=",".join(QUARK_PATHS),
+                   help="quark columns: QUARK_SYSCALL_PATH values, comma-separated "
+                        "(default qcall,exit)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds one container run may take before it is killed")
     p.add_argument("--json", metavar="FILE", help="also write the raw results here")
     ns = p.parse_args()
     runtimes = [r for r in ns.runtimes.split(",") if r]
     if bad := set(runtimes) - set(RUNTIMES):
         p.error(f"unknown runtimes: {', '.join(sorted(bad))}")
+    paths = [x for x in ns.quark_paths.split(",") if x]
+    if not paths or set(paths) - set(QUARK_PATHS):
+        p.error(f"--quark-paths: choose from {', '.join(QUARK_PATHS)}")
+    if not 1 <= ns.batches <= 1000 or ns.iterations < ns.batches:
+        p.error("need 1 <= --batches <= 1000 and --iterations >= --batches")
+    if ns.runs < 1 or ns.dd_runs < 1 or ns.sandboxes < 2 or ns.idle_seconds <= 0:
+        p.error("--runs and --dd-runs must be >= 1, --sandboxes >= 2, --idle-seconds > 0")
     if shutil.which("gcc") is None:
         print("bench: gcc is needed (scripts/setup-debian.sh installs it)", file=sys.stderr)
         return 1
+    columns = []
+    for rt in runtimes:
+        if rt == "quark":
+            columns += [Column(f"quark {x}", rt, {"QUARK_SYSCALL_PATH": x}) for x in paths]
+        else:
+            columns.append(Column(rt, rt))
+    started, load0 = time.monotonic(), loadavg()
     with tempfile.TemporaryDirectory(prefix="quark-bench-") as tmp:
-        results = measure(Bench(Path(tmp), ns.iterations), runtimes, ns.runs)
-    print(f"iterations: {ns.iterations} per op in sandboxes, "
-          f"{ns.iterations * NATIVE_FACTOR} native; runsc flags: {' '.join(RUNSC_FLAGS)}")
-    print(render(results, ns.runs))
+        results = measure(Bench(Path(tmp), ns), columns)
+    print(header(ns, (load0, loadavg())))
+    print(render(results, ns))
+    print(f"(bench took {time.monotonic() - started:.0f} s)")
     if ns.json:
         Path(ns.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
