@@ -100,7 +100,11 @@ class Sandbox:
             raise SandboxError(f"opening rootfs {spec.rootfs}: {_err(e)}") from e
         for m in spec.mounts:
             try:
-                vfs.mount(m.destination, m.type or "bind", m.source, tuple(m.options))
+                # A storage plugin (9P, virtiofs ...) may serve the mount; else the
+                # kernel's own filesystems do.
+                provided = self.plugins.hook.quark_storage_mount(spec_mount=m, vfs=vfs)
+                vfs.mount(m.destination, m.type or "bind", m.source, tuple(m.options),
+                          provided=provided)
             except (OSError, LinuxError) as e:
                 raise SandboxError(f"mounting {m.type or 'bind'} on {m.destination}: {_err(e)}") from e
         self.kernel.vfs = vfs

@@ -28,7 +28,7 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -87,10 +87,18 @@ class Cmd(NamedTuple):
     expected: str | None  # stdout where it is fixed (checked against runc), else None
     code: int = 0
     name: str = ""
+    gap: str = ""         # a known quark gap (issue 4): the case is expected to fail
 
     @property
     def id(self) -> str:
         return self.name or " ".join(self.argv)
+
+    def param(self) -> Any:
+        """The case for parametrize; a known gap is a strict xfail, so fixing it
+        turns the suite red until the mark goes (never a silent pass)."""
+        marks = [pytest.mark.xfail(reason=self.gap, strict=not self.gap.endswith("(flaky)"))] \
+            if self.gap else []
+        return pytest.param(self, marks=marks, id=self.id)
 
 
 COMMANDS = [
@@ -138,17 +146,18 @@ COMMANDS = [
         "process substitution\n"),
     # `timeout`: a FIFO bug must fail the comparison, not hang the test.
     Cmd(["bash", "-c", "mkfifo /tmp/p && { echo via fifo > /tmp/p & } && timeout 10 cat /tmp/p"],
-        "via fifo\n"),
+        "via fifo\n", gap="FIFO opens do not wait for the other end yet"),
     Cmd(["bash", "-c", "exec 3>/tmp/lock; flock -n 3 && echo locked"], "locked\n"),
     # runc adds /dev/core -> /proc/kcore only where the host has /proc/kcore.
     Cmd(["bash", "-c", "ls /dev | grep -vx core"], None),
     # `timeout`: a Pool whose workers died waits forever.
     Cmd(["timeout", "30", "python3", "-c",
          "import multiprocessing as m; print(m.Pool(2).map(abs, [-1, -2, -3]))"],
-        "[1, 2, 3]\n"),
+        "[1, 2, 3]\n", gap="MAP_SHARED memory is not shared between processes yet (flaky)"),
     Cmd(["python3", "-c", ("import multiprocessing as m; v = m.Value('i', 0); "
                           "p = m.Process(target=lambda: setattr(v, 'value', 42)); "
-                          "p.start(); p.join(); print(v.value, p.exitcode)")], "42 0\n"),
+                          "p.start(); p.join(); print(v.value, p.exitcode)")], "42 0\n",
+        gap="MAP_SHARED memory is not shared between processes yet"),
     Cmd(["python3", "-c", ("import socket; a, b = socket.socketpair(); a.sendall(b'ping'); "
                           "print(b.recv(4))")], "b'ping'\n"),
     Cmd(["python3", "-c", ("import asyncio\nasync def f(i):\n    await asyncio.sleep(0.01 * i)\n"
@@ -351,7 +360,7 @@ def test_debian_runc_reference(cmd: Cmd, debian_bundle: Callable[[str, list[str]
 @pytest.mark.root
 @pytest.mark.runc
 @pytest.mark.timeout(CASE_TIMEOUT)
-@pytest.mark.parametrize("cmd", COMMANDS, ids=[c.id for c in COMMANDS])
+@pytest.mark.parametrize("cmd", [c.param() for c in COMMANDS])
 def test_debian(cmd: Cmd, debian_bundle: Callable[[str, list[str]], Path], tmp_path: Path,
                 quark_cmd: Callable[..., Result]) -> None:
     """Same stdout and exit code under `quark run` as under `runc run`."""

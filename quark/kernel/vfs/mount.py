@@ -131,9 +131,10 @@ class VFS:
 
     # ---- mount(2)-like setup, driven by the sandbox from config.json
     def mount(self, dest: str, fstype: str, source: str = "",
-              options: Sequence[str] | str = ()) -> Mount:
+              options: Sequence[str] | str = (), provided: FileSystem | None = None) -> Mount:
         """Mount ``fstype`` at container path ``dest`` (absolute). Missing parent
-        directories of ``dest`` become empty read-only directories."""
+        directories of ``dest`` become empty read-only directories. ``provided``: a
+        filesystem a storage plugin made for this mount (its ``root`` is mounted)."""
         if isinstance(options, str):
             options = [o for o in options.split(",") if o]
         opts = list(options)
@@ -145,7 +146,10 @@ class VFS:
         dest = "/" + "/".join(comps)
         parent = self._ensure_dir(dirname(dest))
         name = comps[-1]
-        fs, root, readonly = self._make_fs(fstype, source, opts)
+        if provided is not None:
+            fs, root, readonly = provided, provided.root, "ro" in opts  # type: ignore[attr-defined]
+        else:
+            fs, root, readonly = self._make_fs(fstype, source, opts)
         flags = [o for o in opts if o in _MNT_FLAGS and o not in ("ro", "rw")]
         m = Mount(self, fs, root, dest, readonly=readonly, flags=flags, source=source or fstype,
                   parent=parent.mount, parent_loc=parent)

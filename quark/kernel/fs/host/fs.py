@@ -218,7 +218,14 @@ class HostNode(Node):
             _expect(fd, S_IFREG)
             return HostFile(fd, flags, loc.path, loc)
         if kind == S_IFIFO:
-            fd = self.fs.open_rel(self.rel, (flags & O_ACCMODE) | os.O_NONBLOCK)
+            acc = flags & O_ACCMODE
+            if acc == os.O_WRONLY and not flags & os.O_NONBLOCK:
+                # A blocking open for writing waits for a reader on Linux; open() here
+                # cannot sleep, so the host end is opened read-write (never ENXIO):
+                # the data waits in the FIFO for the reader, which sees EOF once the
+                # guest closes. (Approximation: no EPIPE while this end is open.)
+                acc = os.O_RDWR
+            fd = self.fs.open_rel(self.rel, acc | os.O_NONBLOCK)
             _expect(fd, S_IFIFO)
             return HostStreamFile(fd, flags, loc.path, loc, owned=True)
         if kind == S_IFSOCK:
