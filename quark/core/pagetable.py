@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from quark.core.guest.layout import KBASE, PAGE
+from quark.core.guest.layout import KBASE
 from quark.core.memory import FrameAllocator
 from quark.core.memory_ffi import PhysMem
 
@@ -27,7 +27,7 @@ class PageTable:
     """One address space's tables. The last lower-half PML4 slot points at the shared
     table of the machine's own pages (``kernel_pdpt``)."""
 
-    __slots__ = ("mem", "buf", "alloc", "root", "_pt", "_tables")
+    __slots__ = ("_pt", "_tables", "alloc", "buf", "mem", "root")
 
     def __init__(self, mem: PhysMem, alloc: FrameAllocator, kernel_pdpt: int | None) -> None:
         self.mem = mem

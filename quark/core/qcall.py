@@ -16,7 +16,8 @@ import os
 import select
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("quark.core")
 
@@ -65,5 +66,5 @@ class Poller:
                 p.poll()
                 self.wakeups += 1
                 last = monotonic()
-        except Exception:  # noqa: BLE001 - the exit path still serves every call
+        except Exception:   # the exit path still serves every call
             log.exception("QCall poller stopped; calls fall back to the exit path")

@@ -81,7 +81,7 @@ def _tss(rsp0: int) -> tuple[bytes, int]:
 
 
 class Vcpu:
-    def __init__(self, machine: "Machine", index: int) -> None:  # type: ignore[name-defined]  # noqa: F821
+    def __init__(self, machine: Machine, index: int) -> None:  # type: ignore[name-defined]  # noqa: F821
         self.machine = machine
         self.index = index
         self.state = VcpuState.IDLE

@@ -15,7 +15,7 @@ BITSET_ANY = 0xFFFFFFFF
 
 
 class Waiter:
-    __slots__ = ("key", "bitset", "woken", "queue")
+    __slots__ = ("bitset", "key", "queue", "woken")
 
     def __init__(self, key: tuple[int, int], bitset: int) -> None:
         self.key = key

@@ -10,9 +10,9 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from quark.core import kvm_ffi
 from quark.kernel.syscalls import table as systable
 from quark.kernel.task import Task, ThreadGroup
 from quark.kernel.waiting import WaitQueue
@@ -115,4 +115,3 @@ class Kernel:
         return proc_infos(self)
 
 
-_ = kvm_ffi

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any
 
 CLK_TCK = 100
@@ -50,4 +48,3 @@ def proc_infos(k: Any) -> list[Any]:
     return out
 
 
-_ = (os, time)

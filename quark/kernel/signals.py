@@ -96,7 +96,7 @@ class SigAction:
         return self._S.pack(self.handler, self.flags, self.restorer, self.mask)
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "SigAction":
+    def unpack(cls, raw: bytes) -> SigAction:
         h, f, r, m = cls._S.unpack(raw)
         return cls(h, f & 0xFFFFFFFF, r, m & ~UNCATCHABLE)
 
@@ -107,7 +107,7 @@ class SigHandlers:
     def __init__(self) -> None:
         self.actions = [SigAction() for _ in range(L.NSIG + 1)]
 
-    def copy(self) -> "SigHandlers":
+    def copy(self) -> SigHandlers:
         h = SigHandlers()
         h.actions = [SigAction(a.handler, a.flags, a.restorer, a.mask) for a in self.actions]
         return h

@@ -10,7 +10,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from quark.kernel.signals import Pending, SigHandlers, UNCATCHABLE
+from quark.kernel.signals import UNCATCHABLE, Pending, SigHandlers
 from quark.kernel.waiting import Block, WaitQueue
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Waker:
 class ThreadGroup:
     """A process: what the threads of one thread group share."""
 
-    def __init__(self, kernel: "Kernel", pid: int, parent: "ThreadGroup | None") -> None:
+    def __init__(self, kernel: Kernel, pid: int, parent: ThreadGroup | None) -> None:
         self.kernel = kernel
         self.pid = pid
         self.parent = parent
@@ -83,14 +83,14 @@ class ThreadGroup:
         return self.parent.pid if self.parent else 0
 
     @property
-    def leader(self) -> "Task | None":
+    def leader(self) -> Task | None:
         return self.threads[0] if self.threads else None
 
 
 class Task:
     """A thread: a vCPU's worth of user state plus its kernel context."""
 
-    def __init__(self, kernel: "Kernel", tid: int, tg: ThreadGroup, mm: "AddressSpace",
+    def __init__(self, kernel: Kernel, tid: int, tg: ThreadGroup, mm: AddressSpace,
                  fds: Any, fs: Any, creds: Any) -> None:
         self.kernel = kernel
         self.tid = tid

@@ -6,12 +6,15 @@ killed ``sig | 0x80 if core dumped``; stopped ``(sig << 8) | 0x7f``; continued 0
 
 from __future__ import annotations
 
-from typing import Any
-
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.signals import (
-    CLD_DUMPED, CLD_EXITED, CLD_KILLED, SA_NOCLDWAIT, SIG_IGN, SigInfo,
+    CLD_DUMPED,
+    CLD_EXITED,
+    CLD_KILLED,
+    SA_NOCLDWAIT,
+    SIG_IGN,
+    SigInfo,
 )
 from quark.kernel.task import Task, ThreadGroup
 from quark.kernel.task_signals import group_exit, send_to_group
@@ -186,4 +189,3 @@ def exit_now(t: Task, code: int, group: bool) -> None:
     t.dead = True
 
 
-_ = Any

@@ -13,15 +13,43 @@ from quark.core.guest.layout import USER_TOP
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.signals import (
-    DEFAULT_CONT, DEFAULT_CORE, DEFAULT_IGNORE, DEFAULT_STOP, FIX_EFLAGS, FRAME_INFO,
-    FRAME_SIZE, FRAME_UC, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTART, SIG_DFL,
-    SIG_IGN, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, UC_MCONTEXT, UC_SIGMASK, UC_STACK,
-    UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS, UNCATCHABLE, SigAction, SigInfo, bit,
-    default_action, pack_sigcontext, unpack_sigcontext, SIGCONTEXT_SIZE,
+    DEFAULT_CONT,
+    DEFAULT_CORE,
+    DEFAULT_IGNORE,
+    DEFAULT_STOP,
+    FIX_EFLAGS,
+    FRAME_INFO,
+    FRAME_SIZE,
+    FRAME_UC,
+    SA_NODEFER,
+    SA_ONSTACK,
+    SA_RESETHAND,
+    SA_RESTART,
+    SIG_DFL,
+    SIG_IGN,
+    SIGCONTEXT_SIZE,
+    SS_AUTODISARM,
+    SS_DISABLE,
+    SS_ONSTACK,
+    UC_MCONTEXT,
+    UC_SIGCONTEXT_SS,
+    UC_SIGMASK,
+    UC_STACK,
+    UC_STRICT_RESTORE_SS,
+    UNCATCHABLE,
+    SigAction,
+    SigInfo,
+    bit,
+    default_action,
+    pack_sigcontext,
+    unpack_sigcontext,
 )
 from quark.kernel.task import Task, ThreadGroup
 from quark.kernel.waiting import (
-    ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS,
+    ERESTART_RESTARTBLOCK,
+    ERESTARTNOHAND,
+    ERESTARTNOINTR,
+    ERESTARTSYS,
 )
 
 XSAVE_BYTES = 1024        # XCR0 = x87|SSE|AVX: the image ends at 832 bytes
@@ -150,7 +178,7 @@ def group_exit(tg: ThreadGroup, status: int) -> None:
 class UserCtx:
     """What the return path knows: user registers and the syscall being finished."""
 
-    __slots__ = ("regs", "nr", "result", "trapno", "err", "cr2", "changed")
+    __slots__ = ("changed", "cr2", "err", "nr", "regs", "result", "trapno")
 
     def __init__(self, regs: Any, nr: int = -1, result: int = 0, trapno: int = 0,
                  err: int = 0, cr2: int = 0) -> None:

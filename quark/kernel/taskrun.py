@@ -16,19 +16,22 @@ Some facts this rests on:
 
 from __future__ import annotations
 
-import errno as _errno
 import logging
 import select
 import signal
 import threading
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from quark.core import kvm_ffi
 from quark.core.guest.layout import KBASE, PORT_EXCEPTION, PORT_SYSCALL
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.signals import (
-    FPE_INTDIV, ILL_ILLOPN, SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL, TRAP_BRKPT, SigInfo,
+    FPE_INTDIV,
+    ILL_ILLOPN,
+    SI_KERNEL,
+    SigInfo,
 )
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.task import Task
@@ -355,7 +358,6 @@ _FAULT_SIGNALS = {
     17: (L.SIGBUS, 1),           # BUS_ADRALN
     19: (L.SIGFPE, SI_KERNEL),
 }
-_ = TRAP_BRKPT
 
 
 def _on_exception(t: Task, vcpu: Any) -> bool:
@@ -433,4 +435,3 @@ def _on_kick(t: Task, vcpu: Any) -> bool:
         return True
 
 
-_ = _errno

@@ -21,6 +21,7 @@ from quark.core.vm import Machine
 from quark.kernel.abi import linux as L
 from quark.kernel.creds import Creds
 from quark.kernel.errors import LinuxError
+from quark.kernel.fs.host.file import HostStreamFile
 from quark.kernel.kernel import Kernel
 from quark.kernel.rlimits import Rlimits
 from quark.kernel.signals import SigInfo
@@ -29,7 +30,6 @@ from quark.kernel.task_exec import do_execve
 from quark.kernel.task_signals import send_to_group
 from quark.kernel.taskrun import drive, install_kick_handler
 from quark.kernel.vfs.fdtable import FdTable
-from quark.kernel.fs.host.file import HostStreamFile
 
 log = logging.getLogger("quark.sandbox")
 
@@ -56,7 +56,9 @@ class Sandbox:
         # Plugins, then the network namespace: first of all, before any thread exists
         # (setns/unshare move only the calling thread; see netns.py).
         from quark.plugins.manager import make_manager
-        from .netns import NetnsError, enter as enter_netns
+
+        from .netns import NetnsError
+        from .netns import enter as enter_netns
         self.plugins = make_manager(config)
         try:
             self.network = enter_netns(spec, self.plugins)
@@ -352,7 +354,7 @@ class Sandbox:
             self.kernel.timekeeper.stop()
         try:
             self.kernel.vfs.release()
-        except Exception:  # noqa: BLE001 - teardown must not mask the exit status
+        except Exception:   # teardown must not mask the container's exit status
             log.debug("vfs release failed", exc_info=True)
         self.machine.close()
 

@@ -20,9 +20,24 @@ from quark.core.guest.layout import PAGE, USER_TOP
 from quark.core.memory import OutOfMemory
 from quark.core.pagetable import NX, RW, US
 from quark.kernel.abi.linux import (
-    EACCES, EEXIST, EFAULT, EINVAL, ENAMETOOLONG, ENODEV, ENOMEM,
-    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_POPULATE,
-    MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, PROT_EXEC, PROT_READ,
+    EACCES,
+    EEXIST,
+    EFAULT,
+    EINVAL,
+    ENAMETOOLONG,
+    ENODEV,
+    ENOMEM,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_GROWSDOWN,
+    MAP_POPULATE,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    MAP_SHARED_VALIDATE,
+    MAP_TYPE,
+    PROT_EXEC,
+    PROT_READ,
     PROT_WRITE,
 )
 from quark.kernel.errors import LinuxError
@@ -548,7 +563,7 @@ class AddressSpace:
 
     # ---- whole-space operations ---------------------------------------------
 
-    def fork(self) -> "AddressSpace":
+    def fork(self) -> AddressSpace:
         """A private copy. Small spaces are copied at once: under PVM each later
         copy-on-write fault costs a guest exit (tens of µs) while copying a page
         costs a few µs. Large ones share their frames copy-on-write."""
@@ -563,7 +578,7 @@ class AddressSpace:
         child.stack_top, child.mmap_top = self.stack_top, self.mmap_top
         return child
 
-    def _fork_cow(self, child: "AddressSpace") -> None:
+    def _fork_cow(self, child: AddressSpace) -> None:
         downgraded = []
         for page, e in self.frames.items():
             f = e & ~_LOW
@@ -584,7 +599,7 @@ class AddressSpace:
         # downgraded frames, in runs of contiguous frames (one madvise each).
         self.alloc._runs(sorted(downgraded), self.mem.invalidate)
 
-    def _fork_copy(self, child: "AddressSpace") -> None:
+    def _fork_copy(self, child: AddressSpace) -> None:
         buf = self.buf
         for page, e in self.frames.items():
             if page in self.special:

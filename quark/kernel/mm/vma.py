@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import bisect
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from quark.kernel.abi.linux import PROT_EXEC, PROT_READ, PROT_WRITE
 
@@ -12,7 +13,7 @@ class Vma:
     """``[start, end)``, page aligned. ``file`` is an open File for file-backed
     mappings (``offset`` is the file offset of ``start``), None for anonymous memory."""
 
-    __slots__ = ("start", "end", "prot", "flags", "file", "offset", "name")
+    __slots__ = ("end", "file", "flags", "name", "offset", "prot", "start")
 
     def __init__(self, start: int, end: int, prot: int, flags: int,
                  file: Any = None, offset: int = 0, name: str = "") -> None:
@@ -27,7 +28,7 @@ class Vma:
             self.file.decref()
             self.file = None
 
-    def copy(self, start: int | None = None, end: int | None = None) -> "Vma":
+    def copy(self, start: int | None = None, end: int | None = None) -> Vma:
         s = self.start if start is None else start
         e = self.end if end is None else end
         off = self.offset + (s - self.start) if self.file is not None else 0

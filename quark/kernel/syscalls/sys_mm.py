@@ -58,7 +58,7 @@ async def sys_madvise(t: Task, a: SyscallArgs) -> int:
         raise LinuxError(L.EINVAL)
     if advice in (MADV_DONTNEED, MADV_FREE):
         t.mm.drop_pages(addr, end)
-    elif advice not in range(0, 26) and advice not in (100, 101):
+    elif advice not in range(26) and advice not in (100, 101):
         raise LinuxError(L.EINVAL)
     return 0
 

@@ -173,8 +173,13 @@ async def sys_waitid(t: Task, a: SyscallArgs) -> int:
         if not got:
             t.mm.write(info_p, bytes(128))
         else:
-            from quark.kernel.signals import (CLD_CONTINUED, CLD_DUMPED, CLD_EXITED,
-                                              CLD_KILLED, CLD_STOPPED)
+            from quark.kernel.signals import (
+                CLD_CONTINUED,
+                CLD_DUMPED,
+                CLD_EXITED,
+                CLD_KILLED,
+                CLD_STOPPED,
+            )
             if status == 0xFFFF:
                 code, st = CLD_CONTINUED, L.SIGCONT
             elif status & 0xFF == 0x7F:

@@ -9,14 +9,23 @@ import time
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.signals import (
-    MINSIGSTKSZ, SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK, SS_AUTODISARM, SS_DISABLE,
-    SS_ONSTACK, UNCATCHABLE, SigAction, SigInfo, bit, valid,
+    MINSIGSTKSZ,
+    SIG_BLOCK,
+    SIG_SETMASK,
+    SIG_UNBLOCK,
+    SS_AUTODISARM,
+    SS_DISABLE,
+    SS_ONSTACK,
+    UNCATCHABLE,
+    SigAction,
+    SigInfo,
+    valid,
 )
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import syscall
 from quark.kernel.task import Task
 from quark.kernel.task_signals import _on_altstack, send_to_group, sigreturn
-from quark.kernel.waiting import ERESTARTNOHAND, WaitQueue
+from quark.kernel.waiting import ERESTARTNOHAND
 
 SIGSET_SIZE = 8
 
@@ -264,4 +273,3 @@ async def sys_getitimer(t: Task, a: SyscallArgs) -> int:
     return 0
 
 
-_ = (bit, WaitQueue)
