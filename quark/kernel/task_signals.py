@@ -25,6 +25,7 @@ from quark.kernel.signals import (
     SA_ONSTACK,
     SA_RESETHAND,
     SA_RESTART,
+    SI_USER,
     SIG_DFL,
     SIG_IGN,
     SIGCONTEXT_SIZE,
@@ -129,6 +130,15 @@ def _queued(tg: ThreadGroup) -> None:
     wq = getattr(tg.sighand, "signalfd_wq", None)
     if wq is not None:
         wq.notify(L.POLLIN)
+
+
+def sigpipe(t: Task) -> LinuxError:
+    """A write found no reader: queue SIGPIPE for the writer, as Linux's pipe_write
+    and socket send paths do, and return the EPIPE to raise. (Unit-test fakes
+    without signal state get only the error.)"""
+    if hasattr(t, "pending") and hasattr(t, "tg"):
+        send_to_task(t, SigInfo(L.SIGPIPE, SI_USER, pid=t.tg.pid, uid=t.creds.uid))
+    return LinuxError(L.EPIPE)
 
 
 def force_fault(t: Task, info: SigInfo) -> None:

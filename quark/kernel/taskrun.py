@@ -143,8 +143,6 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
         if nr not in k.enosys_seen:
             k.enosys_seen.add(nr)
             log.warning("unknown syscall %d from task %d (%s): ENOSYS", nr, t.tid, t.comm)
-    if parked is None or parked[0] is not None:
-        _after_call(t, nr, result)
     if obs is not None and obs.exit is not None:
         obs.exit(t, nr, args, result)
     if t.dead or t.tg.exiting is not None:
@@ -247,17 +245,6 @@ def _wait(t: Task, req: Block) -> bool:
     return bool(events)
 
 
-# Calls whose EPIPE raises SIGPIPE in the caller (pipe_write and the socket send
-# paths do send_sig(SIGPIPE, current) in Linux; sockets do it themselves here).
-_EPIPE_SIGNALS = frozenset({1, 18, 20, 296, 328, 40, 275, 276, 278})
-
-
-def _after_call(t: Task, nr: int, result: int) -> None:
-    if result == -L.EPIPE and nr in _EPIPE_SIGNALS:
-        from quark.kernel.task_signals import send_to_task
-        send_to_task(t, SigInfo(L.SIGPIPE, 0, pid=t.tg.pid, uid=t.creds.uid))
-
-
 # ---- the QCall path ------------------------------------------------------------
 
 # Calls that need the caller's vCPU (its registers, FS base, FPU state) or end the
@@ -332,7 +319,6 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
         t.mm.pin()
         vcpu.qc_bounce()
         return
-    _after_call(t, nr, result)
     if (is_restart(result) or t.set_regs is not None or t.enter is not None
             or t.signal_pending() or t.dead or k.frozen or t.tg.stopped):
         # The return needs this vCPU (a restart, a signal taken right at the return

@@ -36,7 +36,6 @@ from quark.kernel.abi.linux import (
     O_NONBLOCK,
     O_RDWR,
     S_IFSOCK,
-    SIGPIPE,
 )
 from quark.kernel.errors import LinuxError
 from quark.kernel.net import abi as N
@@ -161,11 +160,10 @@ class Deadline:
 
 def sigpipe(t: Any, flags: int) -> None:
     """Queue SIGPIPE for the writer unless MSG_NOSIGNAL (then raise EPIPE yourself)."""
-    if flags & N.MSG_NOSIGNAL or not hasattr(t, "pending"):
+    if flags & N.MSG_NOSIGNAL:
         return
-    from quark.kernel.signals import SI_USER, SigInfo
-    from quark.kernel.task_signals import send_to_task
-    send_to_task(t, SigInfo(SIGPIPE, SI_USER, pid=t.pid, uid=t.creds.uid))
+    from quark.kernel.task_signals import sigpipe as queue_sigpipe
+    queue_sigpipe(t)
 
 
 def epipe(t: Any, flags: int) -> LinuxError:

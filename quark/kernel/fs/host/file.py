@@ -227,7 +227,8 @@ class HostStreamFile(File):
                     return vec_io(os.writev, fd, bufs, None)
                 except LinuxError as e:
                     if e.errno == EPIPE:
-                        raise  # the dispatcher turns EPIPE from write into SIGPIPE
+                        from quark.kernel.task_signals import sigpipe
+                        raise sigpipe(t) from None
                     if e.errno != EAGAIN:
                         raise
             if self.nonblocking:

@@ -7,7 +7,7 @@ Facts followed:
   fits. Larger writes may be split and interleaved.
 - Reading an empty pipe: EOF (0) when no writer is left, EAGAIN when O_NONBLOCK,
   else sleep. A read returns whatever is there (at least one byte).
-- Writing with no reader left: EPIPE (the dispatcher adds SIGPIPE). A blocking
+- Writing with no reader left: EPIPE and SIGPIPE. A blocking
   write returns only when everything is written, or with the bytes written so far
   when a signal interrupts it (ERESTARTSYS if nothing was written).
 - Non-blocking writes write what fits; EAGAIN when nothing (or, for an atomic
@@ -24,7 +24,6 @@ from quark.kernel.abi.linux import (
     EBUSY,
     EINVAL,
     EPERM,
-    EPIPE,
     FIONREAD,
     O_NONBLOCK,
     O_RDONLY,
@@ -145,7 +144,8 @@ class PipeFile(File):
             if p.readers == 0:
                 if done:
                     return done
-                raise LinuxError(EPIPE)
+                from quark.kernel.task_signals import sigpipe
+                raise sigpipe(t)
             room = p.capacity - len(p.buf)
             if room >= (total - done if atomic else 1):
                 k = min(room, total - done)
