@@ -49,7 +49,7 @@ from quark.kernel.abi.linux import (
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import syscall
-from quark.kernel.vfs.fdtable import nofile_limit
+from quark.kernel.vfs.fdtable import install_pair, nofile_limit
 
 Task = Any
 
@@ -184,25 +184,7 @@ def _pipe(t: Task, addr: int, flags: int) -> int:
     if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT):
         raise LinuxError(EINVAL)
     r, w = make_pipe(t, flags)
-    cloexec = bool(flags & O_CLOEXEC)
-    limit = nofile_limit(t)
-    try:
-        rfd = t.fds.install(r, cloexec, limit=limit)
-    except LinuxError:
-        w.released = True
-        w.release()
-        raise
-    try:
-        wfd = t.fds.install(w, cloexec, limit=limit)
-    except LinuxError:
-        t.fds.close(rfd)
-        raise
-    try:
-        t.mm.write(addr, struct.pack("<ii", rfd, wfd))
-    except LinuxError:
-        t.fds.close(rfd)
-        t.fds.close(wfd)
-        raise
+    install_pair(t, r, w, bool(flags & O_CLOEXEC), addr)
     return 0
 
 

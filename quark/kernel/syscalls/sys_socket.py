@@ -33,7 +33,7 @@ from quark.kernel.net.msg import (
 from quark.kernel.net.socket import Ancillary, SocketFile
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import syscall
-from quark.kernel.vfs.fdtable import nofile_limit
+from quark.kernel.vfs.fdtable import install_pair, nofile_limit
 
 Task = Any
 _TYPE_FLAGS = N.SOCK_NONBLOCK | N.SOCK_CLOEXEC
@@ -99,18 +99,7 @@ async def sys_socketpair(t: Task, a: SyscallArgs) -> int:
         raise LinuxError(EOPNOTSUPP)
     from quark.kernel.net import unix
     x, y = unix.socketpair(t, stype, protocol, flags)
-    fx = _install(t, x, flags)
-    try:
-        fy = _install(t, y, flags)
-    except LinuxError:
-        t.fds.close(fx)
-        raise
-    try:
-        t.mm.write(sv, struct.pack("<ii", fx, fy))
-    except LinuxError:
-        t.fds.close(fx)
-        t.fds.close(fy)
-        raise
+    install_pair(t, x, y, bool(flags & N.SOCK_CLOEXEC), sv)
     return 0
 
 

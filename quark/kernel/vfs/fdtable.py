@@ -154,3 +154,29 @@ class FdTable:
 
     def __contains__(self, fd: int) -> bool:
         return fd in self._files
+
+
+def install_pair(t: Any, a: File, b: File, cloexec: bool, addr: int) -> None:
+    """pipe2/socketpair: install both ends at the lowest free fds and store them as
+    ``int[2]`` at ``addr``. On any failure nothing stays installed and both files
+    are released (EMFILE, EFAULT as Linux)."""
+    import struct
+    limit = nofile_limit(t)
+    try:
+        fa = t.fds.install(a, cloexec, limit=limit)
+    except LinuxError:
+        if b.refs == 0 and not b.released:
+            b.released = True
+            b.release()
+        raise
+    try:
+        fb = t.fds.install(b, cloexec, limit=limit)
+    except LinuxError:
+        t.fds.close(fa)
+        raise
+    try:
+        t.mm.write(addr, struct.pack("<ii", fa, fb))
+    except LinuxError:
+        t.fds.close(fa)
+        t.fds.close(fb)
+        raise
