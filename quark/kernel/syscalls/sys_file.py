@@ -53,13 +53,16 @@ def _writable(t: Task, fd: int) -> File:
     return f
 
 
-def _positional(t: Task, fd: int, pos: int) -> File:
-    """pread/pwrite order: EINVAL for a negative offset, EBADF, then ESPIPE."""
+def _positional(t: Task, fd: int, pos: int, write: bool) -> File:
+    """pread/pwrite order: EINVAL for a negative offset, EBADF for no fd, ESPIPE,
+    then EBADF for the wrong access mode."""
     if pos < 0:
         raise LinuxError(EINVAL)
     f: File = t.fds.get(fd)
     if not f.seekable:
         raise LinuxError(ESPIPE)
+    if not (f.writable if write else f.readable):
+        raise LinuxError(EBADF)
     return f
 
 
@@ -83,18 +86,14 @@ async def sys_write(t: Task, a: SyscallArgs) -> int:
 @syscall(17, "pread64")
 async def sys_pread64(t: Task, a: SyscallArgs) -> int:
     fd, buf, count, pos = a.int(0), a.ptr(1), a.size(2), a.long(3)
-    f = _positional(t, fd, pos)
-    if not f.readable:
-        raise LinuxError(EBADF)
+    f = _positional(t, fd, pos, write=False)
     return await f.readv(t, buffer(t, buf, count, True), pos)
 
 
 @syscall(18, "pwrite64")
 async def sys_pwrite64(t: Task, a: SyscallArgs) -> int:
     fd, buf, count, pos = a.int(0), a.ptr(1), a.size(2), a.long(3)
-    f = _positional(t, fd, pos)
-    if not f.writable:
-        raise LinuxError(EBADF)
+    f = _positional(t, fd, pos, write=True)
     return await f.writev(t, buffer(t, buf, count, False), pos)
 
 
@@ -116,18 +115,14 @@ async def sys_writev(t: Task, a: SyscallArgs) -> int:
 async def sys_preadv(t: Task, a: SyscallArgs) -> int:
     # x86-64 passes the whole offset in pos_l; pos_h only matters on 32-bit.
     fd, iov, cnt, pos = a.int(0), a.ptr(1), a.ulong(2), a.long(3)
-    f = _positional(t, fd, pos)
-    if not f.readable:
-        raise LinuxError(EBADF)
+    f = _positional(t, fd, pos, write=False)
     return await f.readv(t, iovec_array(t, iov, cnt, True), pos)
 
 
 @syscall(296, "pwritev")
 async def sys_pwritev(t: Task, a: SyscallArgs) -> int:
     fd, iov, cnt, pos = a.int(0), a.ptr(1), a.ulong(2), a.long(3)
-    f = _positional(t, fd, pos)
-    if not f.writable:
-        raise LinuxError(EBADF)
+    f = _positional(t, fd, pos, write=True)
     return await f.writev(t, iovec_array(t, iov, cnt, False), pos)
 
 
