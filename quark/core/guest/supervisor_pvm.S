@@ -80,11 +80,8 @@ exception_common:
         add rsp, 16
         iretq
 
-        /* ---- the gate: user-executable, read-only to user mode ---------------- */
-        .org 0x1000
-gate:
-        /* syscall: RCX = return RIP, R11 = RFLAGS (SFMASK is 0, so flags are the
-         * user's). Only RAX, RCX and R11 may change, as on Linux. */
+        /* The system call number and its six arguments, into this vCPU's mailbox. */
+        .macro POST_ARGS
         mov [rip + mb_nr], rax
         mov [rip + mb_a0], rdi
         mov [rip + mb_a1], rsi
@@ -92,6 +89,14 @@ gate:
         mov [rip + mb_a3], r10
         mov [rip + mb_a4], r8
         mov [rip + mb_a5], r9
+        .endm
+
+        /* ---- the gate: user-executable, read-only to user mode ---------------- */
+        .org 0x1000
+gate:
+        /* syscall: RCX = return RIP, R11 = RFLAGS (SFMASK is 0, so flags are the
+         * user's). Only RAX, RCX and R11 may change, as on Linux. */
+        POST_ARGS
         out 0x80, al
         mov rax, [rip + mb_nr]
         jmp rcx
@@ -107,13 +112,7 @@ gate:
          * (it becomes the result); RCX is kept in the mailbox meanwhile. */
         .org 0x1800
 gate_qcall:
-        mov [rip + mb_nr], rax
-        mov [rip + mb_a0], rdi
-        mov [rip + mb_a1], rsi
-        mov [rip + mb_a2], rdx
-        mov [rip + mb_a3], r10
-        mov [rip + mb_a4], r8
-        mov [rip + mb_a5], r9
+        POST_ARGS
         mov [rip + mb_ret], rcx
         mov dword ptr [rip + mb_bounce], 0
         mov dword ptr [rip + mb_wait], 1
