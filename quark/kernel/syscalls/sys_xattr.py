@@ -5,6 +5,7 @@ and list returns an empty list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from quark.kernel.abi.linux import (
@@ -72,76 +73,38 @@ def _remove(t: Task, a: SyscallArgs) -> int:
     raise LinuxError(EOPNOTSUPP)
 
 
+def _list(t: Task, a: SyscallArgs) -> int:
+    return 0
+
+
 _NOTE = "no filesystem supports xattrs: EOPNOTSUPP after the path checks"
 
-
-@syscall(188, "setxattr", partial=_NOTE)
-async def sys_setxattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, True)
-    return _set(t, a)
-
-
-@syscall(189, "lsetxattr", partial=_NOTE)
-async def sys_lsetxattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, False)
-    return _set(t, a)
-
-
-@syscall(190, "fsetxattr", partial=_NOTE)
-async def sys_fsetxattr(t: Task, a: SyscallArgs) -> int:
-    _fd(t, a)
-    return _set(t, a)
+# Each operation comes in three forms that differ only in what names the file:
+# a path followed through symlinks, a path not followed (l*), or an fd (f*).
+_FORMS = (
+    ("", lambda t, a: _path(t, a, True)),
+    ("l", lambda t, a: _path(t, a, False)),
+    ("f", _fd),
+)
+_OPS = (
+    (188, "setxattr", _set, _NOTE),
+    (191, "getxattr", _get, _NOTE),
+    (194, "listxattr", _list, "always an empty list"),
+    (197, "removexattr", _remove, _NOTE),
+)
 
 
-@syscall(191, "getxattr", partial=_NOTE)
-async def sys_getxattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, True)
-    return _get(t, a)
+def _declare(nr: int, name: str, target: Callable[[Task, SyscallArgs], None],
+             op: Callable[[Task, SyscallArgs], int], note: str) -> None:
+    async def handler(t: Task, a: SyscallArgs) -> int:
+        target(t, a)
+        return op(t, a)
+
+    handler.__name__ = handler.__qualname__ = f"sys_{name}"
+    handler.__doc__ = f"{name}(2)."
+    syscall(nr, name, partial=note)(handler)
 
 
-@syscall(192, "lgetxattr", partial=_NOTE)
-async def sys_lgetxattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, False)
-    return _get(t, a)
-
-
-@syscall(193, "fgetxattr", partial=_NOTE)
-async def sys_fgetxattr(t: Task, a: SyscallArgs) -> int:
-    _fd(t, a)
-    return _get(t, a)
-
-
-@syscall(194, "listxattr", partial="always an empty list")
-async def sys_listxattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, True)
-    return 0
-
-
-@syscall(195, "llistxattr", partial="always an empty list")
-async def sys_llistxattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, False)
-    return 0
-
-
-@syscall(196, "flistxattr", partial="always an empty list")
-async def sys_flistxattr(t: Task, a: SyscallArgs) -> int:
-    _fd(t, a)
-    return 0
-
-
-@syscall(197, "removexattr", partial=_NOTE)
-async def sys_removexattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, True)
-    return _remove(t, a)
-
-
-@syscall(198, "lremovexattr", partial=_NOTE)
-async def sys_lremovexattr(t: Task, a: SyscallArgs) -> int:
-    _path(t, a, False)
-    return _remove(t, a)
-
-
-@syscall(199, "fremovexattr", partial=_NOTE)
-async def sys_fremovexattr(t: Task, a: SyscallArgs) -> int:
-    _fd(t, a)
-    return _remove(t, a)
+for _first, _base, _op, _note in _OPS:
+    for _i, (_prefix, _target) in enumerate(_FORMS):
+        _declare(_first + _i, _prefix + _base, _target, _op, _note)

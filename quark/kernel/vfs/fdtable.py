@@ -6,6 +6,7 @@ slots point to the same File objects (offsets shared, as in Linux).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,7 +161,6 @@ def install_pair(t: Any, a: File, b: File, cloexec: bool, addr: int) -> None:
     """pipe2/socketpair: install both ends at the lowest free fds and store them as
     ``int[2]`` at ``addr``. On any failure nothing stays installed and both files
     are released (EMFILE, EFAULT as Linux)."""
-    import struct
     limit = nofile_limit(t)
     try:
         fa = t.fds.install(a, cloexec, limit=limit)
