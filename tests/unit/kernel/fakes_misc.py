@@ -7,7 +7,6 @@ to provoke EFAULT. ``run`` drives an ``async def`` handler with ``coro.send``: e
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,67 +16,37 @@ from quark.kernel.errors import LinuxError
 from quark.kernel.rlimits import Rlimits
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.waiting import Block
+from tests.unit.kernel.fakes import FakeMemory
 
 BASE = 0x10000
 SIZE = 16 * PAGE_SIZE
 
 
-class FakeMem:
+class FakeMem(FakeMemory):
+    """fakes.FakeMemory at BASE, with pages that can be made unmapped."""
+
     def __init__(self) -> None:
-        self.buf = bytearray(SIZE)
+        super().__init__(BASE, SIZE)
         self.unmapped: set[int] = set()  # page numbers relative to BASE
 
     def unmap_page(self, addr: int) -> None:
         self.unmapped.add((addr - BASE) // PAGE_SIZE)
 
-    def _check(self, addr: int, n: int) -> int:
-        off = addr - BASE
-        if n < 0 or off < 0 or off + n > SIZE:
-            raise LinuxError(EFAULT)
+    def _off(self, addr: int, n: int) -> int:
+        off = super()._off(addr, n)
         for page in range(off // PAGE_SIZE, (off + max(n, 1) - 1) // PAGE_SIZE + 1):
             if page in self.unmapped:
                 raise LinuxError(EFAULT)
         return off
 
-    def read(self, addr: int, n: int) -> bytes:
-        off = self._check(addr, n)
-        return bytes(self.buf[off:off + n])
-
-    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
-        off = self._check(addr, len(data))
-        self.buf[off:off + len(data)] = data
-
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
-        out = bytearray()
+        out = bytearray()       # byte by byte: a string may run into an unmapped page
         while len(out) < limit:
             c = self.read(addr + len(out), 1)
             if c == b"\0":
                 return bytes(out)
             out += c
         raise LinuxError(ENAMETOOLONG)
-
-    def read_u32(self, addr: int) -> int:
-        return int(struct.unpack("<I", self.read(addr, 4))[0])
-
-    def read_u64(self, addr: int) -> int:
-        return int(struct.unpack("<Q", self.read(addr, 8))[0])
-
-    def write_u32(self, addr: int, v: int) -> None:
-        self.write(addr, struct.pack("<I", v & 0xFFFFFFFF))
-
-    def write_u64(self, addr: int, v: int) -> None:
-        self.write(addr, struct.pack("<Q", v & (1 << 64) - 1))
-
-    def iovecs(self, addr: int, n: int, write: bool, partial: bool = False) -> list[memoryview]:
-        off = self._check(addr, n)
-        views = []
-        mv = memoryview(self.buf)
-        end = off + n
-        while off < end:  # split at page boundaries, like real guest memory may be
-            stop = min(end, (off // PAGE_SIZE + 1) * PAGE_SIZE)
-            views.append(mv[off:stop])
-            off = stop
-        return views
 
 
 class FakeKernel:
