@@ -71,7 +71,11 @@ def run_native(rootfs: Path, argv: list[str], *, timeout: float = 60) -> Result:
     try:
         p = subprocess.run([shutil.which("chroot") or "chroot", str(rootfs), *argv],
                            check=False, capture_output=True, text=True, timeout=timeout,
-                           env=ENV, cwd="/", stdin=subprocess.DEVNULL)
+                           env=ENV, cwd="/", stdin=subprocess.DEVNULL,
+                           # A quark container's init leads its own session; the
+                           # runner's session may be 0 (its leader outside our pid
+                           # namespace), so without this getsid(0) differs by host.
+                           start_new_session=True)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"native {argv} timed out after {timeout}s: "
                              f"stdout={e.stdout!r}") from e
