@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from quark.kernel.abi.linux import (
+    EACCES,
     EAGAIN,
     EINVAL,
     ENOTTY,
@@ -53,13 +54,23 @@ from quark.kernel.vfs.stat import Stat
 def vec_io(call: Callable[..., int], fd: int, bufs: Sequence[memoryview],
            offset: int | None) -> int:
     """Run os.readv/writev (offset None) or os.preadv/pwritev over ``bufs`` in
-    IOV_MAX chunks, stopping at the first short transfer."""
+    IOV_MAX chunks, stopping at the first short transfer; an error after some
+    chunks moved ends the transfer short instead, as it would in Linux."""
+    try:
+        if len(bufs) <= IOV_MAX:        # nearly always: one host call
+            return call(fd, bufs) if offset is None else call(fd, bufs, offset)
+    except OSError as e:
+        raise LinuxError(e.errno or EACCES) from e
     done = 0
     for i in range(0, len(bufs), IOV_MAX):
         chunk = bufs[i:i + IOV_MAX]
         want = sum(len(b) for b in chunk)
-        with host_errors():
+        try:
             n = call(fd, chunk) if offset is None else call(fd, chunk, offset + done)
+        except OSError as e:
+            if done:
+                break
+            raise LinuxError(e.errno or EACCES) from e
         done += n
         if n < want:
             break
