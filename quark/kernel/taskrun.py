@@ -34,6 +34,7 @@ from quark.kernel.signals import (
     SigInfo,
 )
 from quark.kernel.syscalls.args import SyscallArgs
+from quark.kernel.syscalls.table import FAST
 from quark.kernel.task import Task
 from quark.kernel.task_signals import KICK_SIGNAL, UserCtx, deliver, force_fault, is_restart
 from quark.kernel.waiting import ERESTARTSYS, Block
@@ -296,10 +297,27 @@ def qcall_serve_all(k: Any) -> bool:
 def _qcall_serve(t: Task, vcpu: Any) -> None:
     k = t.kernel
     nr, *raw = vcpu.syscall_args()
+    if (t.parked is not None or k.syscall_observer is not None or k.frozen or t.tg.stopped
+            or t.signal_pending()):
+        vcpu.qc_bounce()
+        return
+    fast = FAST.get(nr)
+    if fast is not None:
+        # A plain call for what cannot sleep (read/write of regular files): no
+        # coroutine, no SyscallArgs. It cannot restart or change registers either.
+        vcpu.qc_running()
+        try:
+            result = fast(t, raw)  # type: ignore[arg-type]
+        except LinuxError as e:
+            result = -e.errno
+        except Exception:
+            log.exception("syscall handler failed in task %d (%s)", t.tid, t.comm)
+            result = -L.ENOSYS
+        if result is not None:
+            _qcall_finish(t, vcpu, result)
+            return
     entry = k.table.get(nr)
-    if (t.parked is not None or nr in NEEDS_VCPU or entry is None or entry.handler is None
-            or k.syscall_observer is not None or k.frozen or t.tg.stopped or t.signal_pending()
-            or t.dead):
+    if nr in NEEDS_VCPU or entry is None or entry.handler is None:
         vcpu.qc_bounce()
         return
     vcpu.qc_running()
@@ -319,8 +337,13 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
         t.mm.pin()
         vcpu.qc_bounce()
         return
+    _qcall_finish(t, vcpu, result)
+
+
+def _qcall_finish(t: Task, vcpu: Any, result: int) -> None:
+    k = t.kernel
     if (is_restart(result) or t.set_regs is not None or t.enter is not None
-            or t.signal_pending() or t.dead or k.frozen or t.tg.stopped):
+            or t.signal_pending() or k.frozen or t.tg.stopped):
         # The return needs this vCPU (a restart, a signal taken right at the return
         # as Linux does, a freeze): its thread finishes with this result.
         t.parked = (None, result)

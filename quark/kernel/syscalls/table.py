@@ -12,6 +12,9 @@ import importlib
 from typing import Any, Awaitable, Callable
 
 Handler = Callable[[Any, Any], Awaitable[int]]
+# A synchronous twin of a handler: (task, raw argument words) -> result, or None when
+# the call might sleep and must go to the coroutine handler instead.
+FastHandler = Callable[[Any, tuple[int, ...]], "int | None"]
 
 SUPPORTED = "supported"
 PARTIAL = "partial"
@@ -29,6 +32,7 @@ class Entry:
 
 
 TABLE: dict[int, Entry] = {}
+FAST: dict[int, FastHandler] = {}
 
 # The modules whose @syscall declarations make up the table.
 MODULES = (
@@ -66,6 +70,18 @@ def syscall(nr: int, name: str, *, partial: str = "") -> Callable[[Handler], Han
 
     def deco(fn: Handler) -> Handler:
         _register(Entry(nr, name, fn, PARTIAL if partial else SUPPORTED, partial))
+        return fn
+
+    return deco
+
+
+def fast(nr: int) -> Callable[[FastHandler], FastHandler]:
+    """Declare ``fn`` the fast path of syscall ``nr`` (see :data:`FastHandler`): the
+    dispatcher calls it before the handler and skips the coroutine when it answers.
+    It makes the same checks in the same order, so it fails with the same errno."""
+
+    def deco(fn: FastHandler) -> FastHandler:
+        FAST[nr] = fn
         return fn
 
     return deco

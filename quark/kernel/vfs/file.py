@@ -54,6 +54,11 @@ class File:
 
     host_fd: int | None = None
     seekable = False
+    # True when open(2) must still sleep once the filesystem made the file (a FIFO
+    # True when reads and writes never sleep (regular host files, memory devices):
+    # readv_now/writev_now then do the transfer as plain calls, and the dispatcher's
+    # fast path (syscalls.table.fast) needs no coroutine for them.
+    sync_io = False
 
     def __init__(self, flags: int, path: str, loc: Location | None = None) -> None:
         self.flags = flags & KEPT_OPEN_FLAGS
@@ -102,6 +107,14 @@ class File:
         raise LinuxError(EINVAL)
 
     async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+        raise LinuxError(EINVAL)
+
+    def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
+        """:meth:`readv` of a ``sync_io`` file, as a plain call."""
+        raise LinuxError(EINVAL)
+
+    def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
+        """:meth:`writev` of a ``sync_io`` file, as a plain call."""
         raise LinuxError(EINVAL)
 
     def read_at(self, bufs: list[memoryview], offset: int) -> int:

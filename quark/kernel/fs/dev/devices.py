@@ -16,49 +16,61 @@ from quark.kernel.fs.dev.registry import register_char
 from quark.kernel.vfs.file import File
 from quark.kernel.vfs.path import Location
 
-_ZEROS = bytes(65536)
+_ZEROS = memoryview(bytes(65536))   # a view: slicing it copies nothing
 
 
 def fill_zero(bufs: list[memoryview]) -> int:
     n = 0
     for b in bufs:
-        for i in range(0, len(b), len(_ZEROS)):
-            k = min(len(_ZEROS), len(b) - i)
-            b[i:i + k] = _ZEROS[:k]
-        n += len(b)
+        ln = len(b)
+        if ln <= len(_ZEROS):
+            b[:] = _ZEROS[:ln]
+        else:
+            for i in range(0, ln, len(_ZEROS)):
+                k = min(len(_ZEROS), ln - i)
+                b[i:i + k] = _ZEROS[:k]
+        n += ln
     return n
 
 
 class DeviceFile(File):
-    """Memory devices: positional I/O allowed, seeking is a no-op returning 0."""
+    """Memory devices: positional I/O allowed, seeking is a no-op returning 0.
+    Nothing here ever waits, so the I/O is the plain ``*_now`` calls."""
 
     seekable = True
+    sync_io = True
 
     def lseek(self, off: int, whence: int) -> int:
         return 0
 
-
-class NullFile(DeviceFile):
     async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
-        return 0
+        return self.readv_now(bufs, offset)
 
     async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+        return self.writev_now(bufs, offset)
+
+
+class NullFile(DeviceFile):
+    def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
+        return 0
+
+    def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         return sum(len(b) for b in bufs)
 
 
 class ZeroFile(DeviceFile):
-    async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+    def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         return fill_zero(bufs)
 
     def read_at(self, bufs: list[memoryview], offset: int) -> int:
         return fill_zero(bufs)  # mmap of /dev/zero: the lead maps it anonymous anyway
 
-    async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+    def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         return sum(len(b) for b in bufs)
 
 
 class FullFile(ZeroFile):
-    async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+    def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         if not any(len(b) for b in bufs):
             return 0
         raise LinuxError(ENOSPC)
@@ -67,14 +79,14 @@ class FullFile(ZeroFile):
 class RandomFile(DeviceFile):
     """random and urandom: both non-blocking since Linux 5.6 once seeded."""
 
-    async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+    def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         n = 0
         for b in bufs:
             b[:] = os.urandom(len(b))
             n += len(b)
         return n
 
-    async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+    def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         return sum(len(b) for b in bufs)  # "adds entropy": accepted and dropped
 
 

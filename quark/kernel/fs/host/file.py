@@ -81,22 +81,27 @@ class HostFile(File):
     """A regular host file (rootfs or bind mount)."""
 
     seekable = True
+    # Regular files have no readiness to wait for; a wait for the disk is
+    # uninterruptible in Linux too, so it may hold the dispatcher.
+    sync_io = True
 
     def __init__(self, fd: int, flags: int, path: str, loc: Location | None) -> None:
         super().__init__(flags, path, loc)
         self.host_fd = fd
 
     async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
-        assert self.host_fd is not None
-        if offset is None:
-            return vec_io(os.readv, self.host_fd, bufs, None)
-        return vec_io(os.preadv, self.host_fd, bufs, offset)
+        return self.readv_now(bufs, offset)
 
     async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+        return self.writev_now(bufs, offset)
+
+    def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         assert self.host_fd is not None
-        if offset is None:
-            return vec_io(os.writev, self.host_fd, bufs, None)
-        return vec_io(os.pwritev, self.host_fd, bufs, offset)
+        return vec_io(os.readv if offset is None else os.preadv, self.host_fd, bufs, offset)
+
+    def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
+        assert self.host_fd is not None
+        return vec_io(os.writev if offset is None else os.pwritev, self.host_fd, bufs, offset)
 
     def read_at(self, bufs: list[memoryview], offset: int) -> int:
         assert self.host_fd is not None
