@@ -97,6 +97,14 @@ CASES = [
                          + ROOTFS_SHADOW.strip() + "\"",
                          "symlink -> /etc/hostname: read \"quark\"",
                          "host path of the marker: ENOENT", "after 50 x chdir(..): /")),
+    Case("fifo", must=("O_RDONLY open waited for the writer: 1",
+                       "O_WRONLY open waited for the reader: 1",
+                       "read after the writer left (EOF) = 0", "revents 0",
+                       "O_WRONLY|O_NONBLOCK without a reader = -1 ENXIO",
+                       "read: onetwo", "data left by closed openers = -1 EAGAIN",
+                       "O_RDONLY open, signal without SA_RESTART = -1 EINTR",
+                       "O_WRONLY open, signal without SA_RESTART = -1 EINTR",
+                       "O_RDONLY open, signal with SA_RESTART: ok, handler ran 1")),
 ]
 PROGRAM_NAMES = sorted({c.prog for c in CASES})
 

@@ -164,30 +164,32 @@ def fast_pwrite64(t: Task, raw: tuple[int, ...]) -> int | None:
 
 
 # ---- open
-def do_open(t: Task, dirfd: int, path: str, flags: int, mode: int) -> int:
+async def do_open(t: Task, dirfd: int, path: str, flags: int, mode: int) -> int:
     if not flags & O_PATH:
         flags |= O_LARGEFILE  # forced on 64-bit (force_o_largefile); F_GETFL shows it
     base = at.base_for(t, dirfd, path) if path else t.fs.cwd
     f = ops.open_path(t, base, path, flags, mode)
+    if f.open_waits:
+        await f.wait_open(t)
     return int(t.fds.install(f, bool(flags & O_CLOEXEC), limit=nofile_limit(t)))
 
 
 @syscall(2, "open")
 async def sys_open(t: Task, a: SyscallArgs) -> int:
     path, flags, mode = at.read_path(t, a.ptr(0)), a.int(1), a.uint(2)
-    return do_open(t, AT_FDCWD, path, flags, mode)
+    return await do_open(t, AT_FDCWD, path, flags, mode)
 
 
 @syscall(257, "openat")
 async def sys_openat(t: Task, a: SyscallArgs) -> int:
     dirfd, path, flags, mode = a.int(0), at.read_path(t, a.ptr(1)), a.int(2), a.uint(3)
-    return do_open(t, dirfd, path, flags, mode)
+    return await do_open(t, dirfd, path, flags, mode)
 
 
 @syscall(85, "creat")
 async def sys_creat(t: Task, a: SyscallArgs) -> int:
     path, mode = at.read_path(t, a.ptr(0)), a.uint(1)
-    return do_open(t, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode)
+    return await do_open(t, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode)
 
 
 # ---- position, size, sync

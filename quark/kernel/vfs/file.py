@@ -55,6 +55,9 @@ class File:
     host_fd: int | None = None
     seekable = False
     # True when open(2) must still sleep once the filesystem made the file (a FIFO
+    # waiting for its other end): the caller awaits wait_open before installing it.
+    open_waits = False
+    # True when open(2) must still sleep once the filesystem made the file (a FIFO
     # True when reads and writes never sleep (regular host files, memory devices):
     # readv_now/writev_now then do the transfer as plain calls, and the dispatcher's
     # fast path (syscalls.table.fast) needs no coroutine for them.
@@ -81,6 +84,10 @@ class File:
 
     def release(self) -> None:
         """Drop host resources; called exactly once, after the last reference."""
+
+    async def wait_open(self, t: Any) -> None:
+        """The sleeping part of open(2), when ``open_waits``; a file whose wait fails
+        (ERESTARTSYS) has released itself."""
 
     # ---- modes
     @property

@@ -22,6 +22,7 @@ from quark.kernel.abi.linux import (
     SEEK_SET,
 )
 from quark.kernel.creds import Creds
+from quark.kernel.errors import LinuxError
 from quark.kernel.waiting import Block
 from tests.unit.kernel.fakes import FakeKernel, FakeTask, call, resume, start
 
@@ -198,6 +199,40 @@ def test_mknod_fifo_in_tmpfs(t: FakeTask) -> None:
     w = open_(t, "/dev/shm/fifo", O_RDWR)
     assert write(t, w, b"via fifo") == 8
     assert read(t, w) == b"via fifo"
+
+
+@pytest.mark.parametrize("path", ["/dev/shm/fifo", "/tmp/fifo"])
+def test_fifo_open_waits_for_the_other_end(t: FakeTask, path: str) -> None:
+    from quark.kernel.fs.pipe.pipe import _fifos
+    from quark.kernel.waiting import ERESTARTSYS
+    assert call(t, 133, t.mm.cstr(path), S_IFIFO | 0o644, 0) == 0
+    assert open_(t, path, O_WRONLY | O_NONBLOCK) == -errno.ENXIO
+    assert open_(t, path, 3) == -errno.EINVAL
+    coro, blk = start(t, 2, t.mm.cstr(path), O_RDONLY, 0)
+    assert isinstance(blk, Block)                       # a reader waits for a writer
+    assert isinstance(resume(coro), Block)              # woken for nothing: waits on
+    w = open_(t, path, O_WRONLY | O_NONBLOCK)           # it counts as a reader
+    assert w >= 0
+    done, r = resume(coro)
+    assert done == "done" and r >= 0
+    assert write(t, w, b"abc") == 3
+    assert call(t, 3, w) == 0
+    assert read(t, r) == b"abc"
+    assert read(t, r) == b""                            # the writer came and left: EOF
+    assert call(t, 3, r) == 0
+    # a writer waiting for a reader gives up on a signal, leaving no opener behind
+    coro, blk = start(t, 2, t.mm.cstr(path), O_WRONLY, 0)
+    assert isinstance(blk, Block)
+    with pytest.raises(LinuxError) as e:
+        coro.throw(LinuxError(ERESTARTSYS))
+    assert e.value.errno == ERESTARTSYS
+    assert all(p.readers or p.writers for p in _fifos.values())
+    # the buffer goes with the last opener
+    a = open_(t, path, O_RDWR | O_NONBLOCK)
+    assert write(t, a, b"stale") == 5
+    assert call(t, 3, a) == 0
+    a = open_(t, path, O_RDWR | O_NONBLOCK)
+    assert call(t, 0, a, t.mm.alloc(8), 8) == -errno.EAGAIN
 
 
 # ---- /dev

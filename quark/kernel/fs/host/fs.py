@@ -201,7 +201,7 @@ class HostNode(Node):
 
     # ---- open
     def open(self, t: Any, flags: int, loc: Location) -> File:
-        from quark.kernel.fs.host.file import HostDirFile, HostFile, HostStreamFile
+        from quark.kernel.fs.host.file import HostDirFile, HostFile
         if flags & O_PATH:
             return PathFile(flags, loc.path, loc)
         st = self.stat()
@@ -218,16 +218,11 @@ class HostNode(Node):
             _expect(fd, S_IFREG)
             return HostFile(fd, flags, loc.path, loc)
         if kind == S_IFIFO:
-            acc = flags & O_ACCMODE
-            if acc == os.O_WRONLY and not flags & os.O_NONBLOCK:
-                # A blocking open for writing waits for a reader on Linux; open() here
-                # cannot sleep, so the host end is opened read-write (never ENXIO):
-                # the data waits in the FIFO for the reader, which sees EOF once the
-                # guest closes. (Approximation: no EPIPE while this end is open.)
-                acc = os.O_RDWR
-            fd = self.fs.open_rel(self.rel, acc | os.O_NONBLOCK)
-            _expect(fd, S_IFIFO)
-            return HostStreamFile(fd, flags, loc.path, loc, owned=True)
+            # The pipe lives in the kernel, shared by the container's openers of this
+            # inode: opening the host FIFO would let its open semantics block or fail
+            # the sandbox instead of the task (and no one outside writes to it).
+            from quark.kernel.fs.pipe.pipe import open_fifo
+            return open_fifo(t, ("host", st.dev, st.ino), flags, loc)
         if kind == S_IFSOCK:
             raise LinuxError(ENXIO)
         if kind == _st.S_IFLNK:

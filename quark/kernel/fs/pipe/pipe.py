@@ -12,19 +12,32 @@ Facts followed:
   when a signal interrupts it (ERESTARTSYS if nothing was written).
 - Non-blocking writes write what fits; EAGAIN when nothing (or, for an atomic
   write, not all) fits.
+
+FIFOs (fifo_open):
+- Every opener of one FIFO inode shares one pipe; it is discarded, unread data and
+  all, when the last opener closes.
+- open O_RDONLY waits until a writer opens (O_NONBLOCK: at once); O_WRONLY waits
+  until a reader opens (O_NONBLOCK: ENXIO when none); O_RDWR never waits. A wait
+  ends when the other end's open count moves, even if that opener has already left.
+  A signal ends it with ERESTARTSYS, so SA_RESTART restarts the open.
+- A reader that opened O_NONBLOCK before any writer gets no POLLHUP until a writer
+  has come (f_pipe), although read returns 0 meanwhile.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
 
 from quark.kernel.abi.linux import (
     EAGAIN,
     EBUSY,
     EINVAL,
+    ENXIO,
     EPERM,
     FIONREAD,
+    O_ACCMODE,
     O_NONBLOCK,
     O_RDONLY,
     O_WRONLY,
@@ -46,6 +59,9 @@ from quark.kernel.vfs.file import File
 from quark.kernel.vfs.stat import Stat, StatFs, now_ns
 from quark.kernel.waiting import WaitQueue
 
+if TYPE_CHECKING:
+    from quark.kernel.vfs.path import Location
+
 PIPE_MAX_SIZE = 1 << 20
 _pipe_ino = itertools.count(10000)
 
@@ -58,6 +74,8 @@ class Pipe:
         self.capacity = PIPE_DEF_CAPACITY
         self.readers = 0
         self.writers = 0
+        self.r_counter = 0          # opens ever, per end: what a FIFO open waits on
+        self.w_counter = 0
         self.wq = WaitQueue()
         self.ino = next(_pipe_ino)
         self.uid, self.gid = uid, gid
@@ -92,10 +110,13 @@ class PipeFile(File):
         super().__init__(flags, path or f"pipe:[{pipe.ino}]")
         self.pipe = pipe
         self.wait_queue = pipe.wq
+        self.hup_after = 0          # f_pipe: no POLLHUP while w_counter is still this
         if self.readable:
             pipe.readers += 1
+            pipe.r_counter += 1
         if self.writable:
             pipe.writers += 1
+            pipe.w_counter += 1
 
     def release(self) -> None:
         if self.readable:
@@ -172,7 +193,7 @@ class PipeFile(File):
         if self.readable:
             if p.buf:
                 ev |= POLLIN | POLLRDNORM
-            if p.writers == 0:
+            if p.writers == 0 and self.hup_after != p.w_counter:
                 ev |= POLLHUP
         if self.writable:
             if p.capacity - len(p.buf) >= PIPE_BUF:
@@ -202,6 +223,68 @@ class PipeFile(File):
 
     def set_pipe_size(self, t: Any, n: int) -> int:
         return self.pipe.set_size(t, n)
+
+
+# The pipe of each FIFO inode that has openers: keyed by the inode (a tmpfs node;
+# (dev, ino) of a FIFO in a host directory, which the sandbox never opens itself).
+_fifos: dict[Hashable, Pipe] = {}
+
+
+class FifoFile(PipeFile):
+    """An opened FIFO: a pipe end whose metadata is the inode's."""
+
+    def __init__(self, key: Hashable, pipe: Pipe, flags: int, loc: Location) -> None:
+        super().__init__(pipe, flags, loc.path)
+        self.loc = loc
+        self.key = key
+        self.partner = ("", 0)      # the counter open waits to see move, and its value
+
+    async def wait_open(self, t: Any) -> None:
+        which, seen = self.partner
+        self.open_waits = False
+        p = self.pipe
+        try:
+            while getattr(p, which) == seen:
+                await t.block((p.wq,))
+        except BaseException:   # a signal, or the task dies: this open never happened
+            self.released = True
+            self.release()
+            raise
+
+    def release(self) -> None:
+        super().release()
+        p = self.pipe
+        if p.readers == 0 and p.writers == 0 and _fifos.get(self.key) is p:
+            del _fifos[self.key]
+
+    def stat(self) -> Stat:
+        return File.stat(self)
+
+    def statfs(self) -> StatFs:
+        return File.statfs(self)
+
+
+def open_fifo(t: Any, key: Hashable, flags: int, loc: Location) -> FifoFile:
+    """fifo_open up to its wait, which the caller of open awaits (``wait_open``)."""
+    acc = flags & O_ACCMODE
+    if acc == O_ACCMODE:
+        raise LinuxError(EINVAL)
+    p = _fifos.get(key)
+    nonblock = flags & O_NONBLOCK
+    if acc == O_WRONLY and nonblock and (p is None or p.readers == 0):
+        raise LinuxError(ENXIO)
+    if p is None:
+        p = _fifos[key] = Pipe(perm.fsuid(t), perm.fsgid(t))
+    f = FifoFile(key, p, flags, loc)
+    p.notify()                  # wake_up_partner
+    if acc == O_RDONLY and p.writers == 0:
+        if nonblock:
+            f.hup_after = p.w_counter
+        else:
+            f.partner, f.open_waits = ("w_counter", p.w_counter), True
+    elif acc == O_WRONLY and p.readers == 0:
+        f.partner, f.open_waits = ("r_counter", p.r_counter), True
+    return f
 
 
 def make_pipe(t: Any, flags: int) -> tuple[PipeFile, PipeFile]:

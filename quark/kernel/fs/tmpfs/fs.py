@@ -127,7 +127,6 @@ class TmpNode(Node):
         self.children: dict[str, TmpNode] | None = {} if mode & S_IFMT == S_IFDIR else None
         self.data = bytearray()
         self.target = ""
-        self.pipe: Any = None
 
     def key(self) -> int:
         return self.ino
@@ -298,10 +297,8 @@ class TmpNode(Node):
                 self.resize(0)
             return TmpFile(self, flags, loc.path, loc)
         if kind == S_IFIFO:
-            from quark.kernel.fs.pipe.pipe import Pipe, PipeFile
-            if self.pipe is None:
-                self.pipe = Pipe(self.uid, self.gid)
-            return PipeFile(self.pipe, flags, loc.path)
+            from quark.kernel.fs.pipe.pipe import open_fifo
+            return open_fifo(t, self, flags, loc)
         if kind in (S_IFCHR, S_IFBLK):
             from quark.kernel.fs.dev.registry import open_device
             return open_device(t, self.stat(), flags, loc)
