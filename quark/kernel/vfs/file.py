@@ -57,7 +57,6 @@ class File:
     # True when open(2) must still sleep once the filesystem made the file (a FIFO
     # waiting for its other end): the caller awaits wait_open before installing it.
     open_waits = False
-    # True when open(2) must still sleep once the filesystem made the file (a FIFO
     # True when reads and writes never sleep (regular host files, memory devices):
     # readv_now/writev_now then do the transfer as plain calls, and the dispatcher's
     # fast path (syscalls.table.fast) needs no coroutine for them.
