@@ -68,9 +68,10 @@ static void blocking_opens(const char *path)
     pid = partner(path, O_RDONLY, mark[1], NULL);
     int w = open(path, O_WRONLY);
     say("O_WRONLY open waited for the reader: %d\n", marked(mark[0]));
-    SHOW("write", write(w, "to the partner", 14));
+    ssize_t wrote = write(w, "to the partner", 14);
     close(w);
-    reap("reader", pid);
+    reap("reader", pid);        /* prints what it read: our line comes after */
+    say("wrote %zd\n", wrote);
     close(mark[0]);
     close(mark[1]);
 }
