@@ -12,6 +12,7 @@ import posixpath
 from quark.core.kvm_ffi import Regs
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
+from quark.kernel.futex_robust import exit_robust_list
 from quark.kernel.loader import elf
 from quark.kernel.mm.address_space import AddressSpace
 from quark.kernel.task import Task
@@ -129,6 +130,7 @@ async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes], envp: lis
             if other.vcpu is not None:
                 from quark.kernel.task_signals import KICK_SIGNAL
                 other.vcpu.kick(KICK_SIGNAL)
+    exit_robust_list(t)         # while the old memory is still the task's
     old = t.mm
     t.mm = mm
     old.users -= 1
@@ -142,7 +144,6 @@ async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes], envp: lis
     t.altstack = (0, 2, 0)
     t.fs_base = 0
     t.clear_child_tid = 0
-    t.robust_list = 0
     tg.comm = posixpath.basename(shown)[:15]
     tg.exe = shown
     tg.execed = True

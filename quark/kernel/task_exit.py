@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
+from quark.kernel.futex_robust import exit_robust_list
 from quark.kernel.signals import (
     CLD_DUMPED,
     CLD_EXITED,
@@ -31,6 +32,7 @@ def exit_task(t: Task) -> None:
     t.parked = None
     tg = t.tg
     t.dead = True
+    exit_robust_list(t)
     if t.clear_child_tid:
         try:
             t.mm.write_u32(t.clear_child_tid, 0)

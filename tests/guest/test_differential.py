@@ -105,6 +105,13 @@ CASES = [
                        "O_RDONLY open, signal without SA_RESTART = -1 EINTR",
                        "O_WRONLY open, signal without SA_RESTART = -1 EINTR",
                        "O_RDONLY open, signal with SA_RESTART: ok, handler ran 1")),
+    Case("robust", must=("lock after the owner exited: EOWNERDEAD", "consistent: OK",
+                         "lock again: OK", "waiter woken by the owner's death: EOWNERDEAD",
+                         "lock after unlock without consistent: ENOTRECOVERABLE",
+                         "held, held+waiters, other owner, pending: words 0x40000000 "
+                         "0xc0000000 0x7 0x40000000",
+                         "circular list: words 0x40000000 0x40000000 0 0",
+                         "garbage next pointer: words 0x40000000 0x1234 0 0", "survived")),
 ]
 PROGRAM_NAMES = sorted({c.prog for c in CASES})
 
