@@ -307,7 +307,12 @@ class Sandbox:
             if not done.done() and k.exit_status is not None:
                 done.set_result(k.exit_status)
 
-        k.on_init_exit = on_exit
+        with k.lock:
+            k.on_init_exit = on_exit
+            # `run` starts init before serving: a short-lived one (echo) may be gone
+            # already, and would never be reported.
+            if k.exit_status is not None:
+                os.eventfd_write(efd, 1)
         loop.add_reader(efd, readable)
         for s in FORWARDED:
             loop.add_signal_handler(s, self.forward, int(s))
