@@ -1,7 +1,9 @@
 """Futexes: wait queues keyed by a user address.
 
-Keys are (address space, address): private and shared futexes coincide because the
-only memory two tasks share here is a whole address space (threads, vfork).
+Keys come from the address space (``futex_key``): the shared object and offset for
+MAP_SHARED memory, so processes mapping it meet; else (address space, address).
+The private flag is not needed to tell them apart: a word in private memory has the
+same key either way.
 Each waiter has its own queue so a wake of N releases exactly N, in FIFO order.
 """
 
@@ -30,7 +32,8 @@ class FutexTable:
 
     @staticmethod
     def key(mm: Any, addr: int) -> tuple[int, int]:
-        return (id(mm), addr)
+        fk = getattr(mm, "futex_key", None)
+        return fk(addr) if fk is not None else (id(mm), addr)
 
     def enqueue(self, mm: Any, addr: int, bitset: int = BITSET_ANY) -> Waiter:
         w = Waiter(self.key(mm, addr), bitset)

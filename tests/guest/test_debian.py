@@ -153,11 +153,10 @@ COMMANDS = [
     # `timeout`: a Pool whose workers died waits forever.
     Cmd(["timeout", "30", "python3", "-c",
          "import multiprocessing as m; print(m.Pool(2).map(abs, [-1, -2, -3]))"],
-        "[1, 2, 3]\n", gap="MAP_SHARED memory is not shared between processes yet (flaky)"),
+        "[1, 2, 3]\n"),
     Cmd(["python3", "-c", ("import multiprocessing as m; v = m.Value('i', 0); "
                           "p = m.Process(target=lambda: setattr(v, 'value', 42)); "
-                          "p.start(); p.join(); print(v.value, p.exitcode)")], "42 0\n",
-        gap="MAP_SHARED memory is not shared between processes yet"),
+                          "p.start(); p.join(); print(v.value, p.exitcode)")], "42 0\n"),
     Cmd(["python3", "-c", ("import socket; a, b = socket.socketpair(); a.sendall(b'ping'); "
                           "print(b.recv(4))")], "b'ping'\n"),
     Cmd(["python3", "-c", ("import asyncio\nasync def f(i):\n    await asyncio.sleep(0.01 * i)\n"

@@ -93,6 +93,11 @@ CASES = [
                          "read into unmapped = -1 EFAULT", "survived")),
     Case("nosys", must=("syscall(500) = -1 ENOSYS", "syscall(-1) = -1 ENOSYS",
                         "getpid still works: 1")),
+    Case("shm", must=("anon shared page 0 = 42, page 1 = 7, private = 1",
+                      "second child sees: exited 5", "sem child: exited 3",
+                      "parent sees: \"from the child, page 1\"",
+                      "pread after munmap: \"before munmap, no msync\"",
+                      "parent sees \"memfd child\"")),
     Case("escape", must=("../../../../etc/shadow from /: read \""
                          + ROOTFS_SHADOW.strip() + "\"",
                          "symlink -> /etc/hostname: read \"quark\"",

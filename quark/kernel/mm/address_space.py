@@ -41,6 +41,7 @@ from quark.kernel.abi.linux import (
     PROT_WRITE,
 )
 from quark.kernel.errors import LinuxError
+from quark.kernel.mm import shared
 from quark.kernel.mm.vma import Vma, VmaList
 
 PROT_MASK = PROT_READ | PROT_WRITE | PROT_EXEC
@@ -50,6 +51,7 @@ STACK_MAX = 8 << 20
 MMAP_TOP = STACK_TOP - STACK_MAX - (1 << 30)
 FAULT_AROUND = 16                       # pages populated per fault when backed by a VMA
 COW = 8                                 # frames entry bit: shared copy-on-write
+SHM = 16                                # frames entry bit: a MAP_SHARED object's page
 COW_MIN_PAGES = 1024                    # smaller spaces are copied at fork (see fork)
 EAGER_LIMIT = 64 * PAGE                 # mappings up to this size are populated at mmap
 
@@ -249,6 +251,8 @@ class AddressSpace:
         while p < last and p not in self.frames:
             pages.append(p)
             p += PAGE
+        if vma.shm is not None:
+            return self._populate_shared(vma, pages)
         try:
             frames = [self.alloc.alloc() for _ in pages]
         except OutOfMemory:
@@ -268,6 +272,39 @@ class AddressSpace:
             self.frames[page] = f | prot
             self.pt.map(page, f, flags)
         return frames[0]
+
+    def _populate_shared(self, vma: Vma, pages: list[int]) -> int:
+        """Map the shared object's frames (made on first use anywhere); this space
+        holds each one once more (see mm/shared.py)."""
+        flags = _pte_flags(vma.prot)
+        prot = vma.prot & PROT_MASK
+        base = (vma.offset - vma.start) // PAGE
+        first = -1
+        for page in pages:
+            f = vma.shm.frame(base + page // PAGE)
+            self.alloc.share(f)
+            self.frames[page] = f | prot | SHM
+            self.pt.map(page, f, flags)
+            if first < 0:
+                first = f
+        return first
+
+    def futex_key(self, addr: int) -> tuple[int, int]:
+        """Where a futex word lives: its shared object and offset for MAP_SHARED
+        memory (so processes mapping it meet), else this space and the address."""
+        vma = self.vmas.find(addr)
+        if vma is not None and vma.shm is not None:
+            return (id(vma.shm), vma.offset + (addr - vma.start))
+        return (id(self), addr)
+
+    def msync(self, start: int, end: int) -> None:
+        """Write the shared file pages of ``[start, end)`` back to their files."""
+        for v in self.vmas.overlapping(start, end):
+            if v.shm is None or v.shm.file is None:
+                continue
+            lo, hi = max(v.start, start), min(v.end, end)
+            v.shm.write_back((v.offset + lo - v.start) // PAGE,
+                             (v.offset + hi - v.start) // PAGE - 1)
 
     @staticmethod
     def _eof_page(vma: Vma) -> int:
@@ -351,7 +388,13 @@ class AddressSpace:
                 if found is None:
                     raise LinuxError(ENOMEM)
                 addr = found
-        vma = Vma(addr, addr + length, prot, typ & MAP_SHARED, file, offset, name)
+        shm = None
+        if typ & MAP_SHARED:
+            shm = shared.for_mapping(self.alloc, self.view, file)
+            if file is None or shm.file is None:
+                file, offset = None, 0      # anonymous shared memory (also /dev/zero)
+                name = "/dev/zero (deleted)"   # what Linux's maps shows for it
+        vma = Vma(addr, addr + length, prot, typ & MAP_SHARED, file, offset, name, shm)
         if flags & MAP_GROWSDOWN:
             vma.flags |= MAP_GROWSDOWN
         self.vmas.insert(vma)
@@ -443,6 +486,10 @@ class AddressSpace:
             raise LinuxError(ENOMEM)
         if prot & PROT_WRITE and any(p in self.special for p in range(addr, end, PAGE)):
             raise LinuxError(EACCES)   # shared machine pages never become writable
+        if prot & PROT_WRITE and any(v.shm is not None and v.file is not None
+                                     and not v.file.writable
+                                     for v in self.vmas.overlapping(addr, end)):
+            raise LinuxError(EACCES)   # a shared mapping of a file opened read-only
         for v in self.vmas.carve(addr, end):
             v.prot = prot
             self.vmas.insert(v)
@@ -458,7 +505,7 @@ class AddressSpace:
                 self.pt.set_flags(p, _pte_flags(prot & ~PROT_WRITE) if e & COW else flags)
             else:
                 self.pt.unmap(p)        # PROT_NONE: no access at all, frame kept
-            self.frames[p] = f | prot | (e & COW)
+            self.frames[p] = f | prot | (e & (COW | SHM))
             if old & ~prot:
                 downgraded.append(f)
         for f in downgraded:
@@ -589,6 +636,11 @@ class AddressSpace:
                 child.pt.map(page, f, _pte_flags(prot))
                 continue
             self.alloc.share(f)
+            if e & SHM:                 # shared memory stays shared, writable
+                child.frames[page] = e
+                if prot:
+                    child.pt.map(page, f, _pte_flags(prot))
+                continue
             self.frames[page] = child.frames[page] = f | prot | COW
             if prot:
                 child.pt.map(page, f, _pte_flags(prot & ~PROT_WRITE))
@@ -607,12 +659,14 @@ class AddressSpace:
                 child.special.add(page)
                 child.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
                 continue
-            if e & COW:
-                f = e & ~_LOW           # still shared from an earlier fork: share on
+            if e & (COW | SHM):
+                # Copy-on-write from an earlier fork, or shared memory: share on.
+                f = e & ~_LOW
                 self.alloc.share(f)
                 child.frames[page] = e
                 if e & PROT_MASK:
-                    child.pt.map(page, f, _pte_flags(e & PROT_MASK & ~PROT_WRITE))
+                    prot = e & PROT_MASK
+                    child.pt.map(page, f, _pte_flags(prot if e & SHM else prot & ~PROT_WRITE))
                 continue
             try:
                 f = self.alloc.alloc()

@@ -11,19 +11,26 @@ from quark.kernel.abi.linux import PROT_EXEC, PROT_READ, PROT_WRITE
 
 class Vma:
     """``[start, end)``, page aligned. ``file`` is an open File for file-backed
-    mappings (``offset`` is the file offset of ``start``), None for anonymous memory."""
+    mappings, None for anonymous memory. ``shm`` is the shared object (mm/shared.py)
+    behind a MAP_SHARED mapping, None for a private one. ``offset`` is the byte offset
+    of ``start`` in the file or the shared object."""
 
-    __slots__ = ("end", "file", "flags", "name", "offset", "prot", "start")
+    __slots__ = ("end", "file", "flags", "name", "offset", "prot", "shm", "start")
 
     def __init__(self, start: int, end: int, prot: int, flags: int,
-                 file: Any = None, offset: int = 0, name: str = "") -> None:
+                 file: Any = None, offset: int = 0, name: str = "", shm: Any = None) -> None:
         self.start, self.end, self.prot, self.flags = start, end, prot, flags
-        self.file, self.offset, self.name = file, offset, name
+        self.file, self.offset, self.name, self.shm = file, offset, name, shm
         if file is not None:
             file.incref()       # a mapping keeps its file open, as in Linux
+        if shm is not None:
+            shm.incref()
 
     def drop(self) -> None:
-        """This VMA is gone: let go of its file."""
+        """This VMA is gone: let go of its file and shared object."""
+        if self.shm is not None:
+            self.shm.decref()   # may write back through the file: before it goes
+            self.shm = None
         if self.file is not None:
             self.file.decref()
             self.file = None
@@ -31,8 +38,9 @@ class Vma:
     def copy(self, start: int | None = None, end: int | None = None) -> Vma:
         s = self.start if start is None else start
         e = self.end if end is None else end
-        off = self.offset + (s - self.start) if self.file is not None else 0
-        return Vma(s, e, self.prot, self.flags, self.file, off, self.name)
+        backed = self.file is not None or self.shm is not None
+        off = self.offset + (s - self.start) if backed else 0
+        return Vma(s, e, self.prot, self.flags, self.file, off, self.name, self.shm)
 
     def perms(self) -> str:
         return "".join((

@@ -75,7 +75,7 @@ def _wake_op(t: Task, addr: int, addr2: int, n: int, n2: int, op: int) -> int:
     return done
 
 
-@syscall(202, "futex", partial="no PI futexes; shared keys are per address space")
+@syscall(202, "futex", partial="no PI futexes")
 async def sys_futex(t: Task, a: SyscallArgs) -> int:
     addr, op, val, ts_p, addr2, val3 = a.ptr(0), a.int(1), a.uint(2), a.ptr(3), a.ptr(4), a.uint(5)
     cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)

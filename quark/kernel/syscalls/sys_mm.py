@@ -19,7 +19,7 @@ async def sys_brk(t: Task, a: SyscallArgs) -> int:
     return t.mm.set_brk(a.ulong(0))
 
 
-@syscall(9, "mmap", partial="MAP_SHARED file mappings are private copies")
+@syscall(9, "mmap", partial="MAP_SHARED pages reach read(2) of the file at msync/munmap")
 async def sys_mmap(t: Task, a: SyscallArgs) -> int:
     addr, length, prot, flags, fd, off = (a.ulong(0), a.ulong(1), a.int(2), a.int(3),
                                           a.int(4), a.long(5))
@@ -77,7 +77,7 @@ async def sys_mremap(t: Task, a: SyscallArgs) -> int:
                        new_addr if flags & MREMAP_FIXED else None)
 
 
-@syscall(26, "msync", partial="private mappings only: nothing to write back")
+@syscall(26, "msync")
 async def sys_msync(t: Task, a: SyscallArgs) -> int:
     addr, length, flags = a.ulong(0), a.ulong(1), a.int(2)
     if addr & (PAGE - 1) or flags & ~7 or (flags & 1 and flags & 4):
@@ -90,6 +90,8 @@ async def sys_msync(t: Task, a: SyscallArgs) -> int:
         covered = v.end
     if covered < end:
         raise LinuxError(L.ENOMEM)
+    if flags & 5:                       # MS_ASYNC, MS_SYNC: both write back now
+        t.mm.msync(addr, end)
     return 0
 
 

@@ -86,3 +86,49 @@ def test_fork_copy_on_write(machine, monkeypatch) -> None:
     child.release()                               # the parent's page survives
     mm.write(addr + 4096, b"parent")
     assert mm.read(addr + 4096, 6) == b"parent"
+
+
+@pytest.mark.parametrize("cow_min", [1, 1 << 20], ids=["cow-fork", "copy-fork"])
+def test_shared_anonymous_memory(machine, monkeypatch, cow_min) -> None:
+    from quark.kernel.mm import address_space as AS
+    monkeypatch.setattr(AS, "COW_MIN_PAGES", cow_min)
+    before = machine.alloc.in_use
+    mm = _space(machine)
+    addr = mm.mmap(0, 1 << 20, L.PROT_READ | L.PROT_WRITE, L.MAP_SHARED | L.MAP_ANONYMOUS)
+    mm.write(addr, b"parent")
+    child = mm.fork()
+    child.write(addr, b"child!")                 # no copy: both see it
+    child.write(addr + 0x80000, b"late")         # first touched after the fork
+    assert mm.read(addr, 6) == b"child!" and mm.read(addr + 0x80000, 4) == b"late"
+    assert mm.frames[addr] & ~0xFFF == child.frames[addr] & ~0xFFF
+    mm.munmap(addr, 1 << 20)
+    assert child.read(addr + 0x80000, 4) == b"late"   # the child's mapping holds it
+    child.release()
+    mm.release()
+    assert machine.alloc.in_use == before and not machine.alloc.refs, "frames leaked"
+
+
+def test_shared_object_outlives_a_sleeping_call(machine) -> None:
+    """Frames of a shared object freed while a call sleeps are quarantined and then
+    released exactly once, whichever holder goes first."""
+    before = machine.alloc.in_use
+    mm = _space(machine)
+    addr = mm.mmap(0, 8192, L.PROT_READ | L.PROT_WRITE, L.MAP_SHARED | L.MAP_ANONYMOUS)
+    mm.write(addr, b"x" * 8192)
+    mm.pin()
+    mm.munmap(addr, 8192)                       # the object dies, frames quarantined
+    mm.unpin()
+    mm.release()
+    assert machine.alloc.in_use == before and not machine.alloc.refs
+
+
+def test_shared_futex_keys(machine) -> None:
+    from quark.kernel.futex import FutexTable
+    mm = _space(machine)
+    a = mm.mmap(0, 8192, L.PROT_READ | L.PROT_WRITE, L.MAP_SHARED | L.MAP_ANONYMOUS)
+    p = mm.mmap(0, 4096, L.PROT_READ | L.PROT_WRITE, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    child = mm.fork()
+    assert FutexTable.key(mm, a + 4100) == FutexTable.key(child, a + 4100)
+    assert FutexTable.key(mm, p) != FutexTable.key(child, p)
+    child.release()
+    mm.release()

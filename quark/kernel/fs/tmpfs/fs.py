@@ -359,6 +359,18 @@ class TmpFile(File):
                 done += k
         return done
 
+    def write_at(self, bufs: list[memoryview], offset: int) -> int:
+        """Write-back of MAP_SHARED pages (mm/shared.py): within the current size."""
+        data = self.node.data
+        done = 0
+        for b in bufs:
+            k = min(len(b), len(data) - offset - done)
+            if k <= 0:
+                break
+            data[offset + done:offset + done + k] = b[:k]
+            done += k
+        return done
+
     async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
         n = self.read_at(bufs, self.pos if offset is None else offset)
         if offset is None:
