@@ -14,11 +14,12 @@ from quark.kernel.signals import (
     CLD_EXITED,
     CLD_KILLED,
     SA_NOCLDWAIT,
+    SI_KERNEL,
     SIG_IGN,
     SigInfo,
 )
 from quark.kernel.task import Task, ThreadGroup
-from quark.kernel.task_signals import group_exit, send_to_group
+from quark.kernel.task_signals import group_exit, pgrp_orphaned, send_to_group
 
 
 def exit_task(t: Task) -> None:
@@ -82,7 +83,9 @@ def _group_dead(tg: ThreadGroup, last: Task, status: int) -> None:
             reaper.children.append(child)
             if child.zombie:
                 reaper.child_wq.notify()
+        _kill_orphaned_pgrp(child, tg, None)
     tg.children.clear()
+    _kill_orphaned_pgrp(tg, tg.parent, tg)
     tg.zombie = True
     parent = tg.parent
     if tg is k.init_tg:
@@ -111,6 +114,25 @@ def _group_dead(tg: ThreadGroup, last: Task, status: int) -> None:
     if autoreap:
         reap(tg)
     parent.child_wq.notify()
+
+
+def _kill_orphaned_pgrp(g: ThreadGroup, parent: ThreadGroup | None,
+                        leaving: ThreadGroup | None) -> None:
+    """POSIX 3.2.2.2: when a process group becomes orphaned (``g`` loses its parent
+    ``parent``, or is ``leaving``, and that was the group's last link to another
+    group of its session) while some of it is stopped, it gets SIGHUP then SIGCONT:
+    no shell is left to continue it."""
+    pg = g.pgid
+    if parent is None or parent.pgid == pg or parent.sid != g.sid:
+        return
+    k = g.kernel
+    members = [m for m in k.groups.values() if m.pgid == pg and not m.zombie]
+    if not any(m.stopped for m in members) or not pgrp_orphaned(k, pg, leaving):
+        return
+    for sig in (L.SIGHUP, L.SIGCONT):
+        for m in members:
+            if m is not leaving:
+                send_to_group(m, SigInfo(sig, SI_KERNEL))
 
 
 def _reaper_for(tg: ThreadGroup) -> ThreadGroup | None:

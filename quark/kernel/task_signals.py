@@ -224,7 +224,10 @@ def deliver(t: Task, ctx: UserCtx) -> bool:
             if da in (DEFAULT_IGNORE, DEFAULT_CONT):
                 continue
             if da == DEFAULT_STOP:
-                group_stop(t, sig)
+                # The terminal stop signals do nothing in an orphaned group: no job
+                # control shell is left to continue it. SIGSTOP always stops.
+                if sig == L.SIGSTOP or not pgrp_orphaned(tg.kernel, tg.pgid):
+                    group_stop(t, sig)
                 continue
             group_exit(tg, sig | (0x80 if da == DEFAULT_CORE else 0))
             return False
@@ -262,6 +265,18 @@ def _restart(ctx: UserCtx) -> None:
     ctx.result = ctx.nr
     ctx.nr = -1
     ctx.changed = True
+
+
+def pgrp_orphaned(k: Any, pgid: int, leaving: ThreadGroup | None = None) -> bool:
+    """will_become_orphaned_pgrp: no member (but ``leaving``) has a parent in another
+    group of its own session, the link a job control shell keeps."""
+    for g in k.groups.values():
+        if g.pgid != pgid or g is leaving or g.zombie:
+            continue
+        p = g.parent
+        if p is not None and p.pgid != pgid and p.sid == g.sid:
+            return False
+    return True
 
 
 def group_stop(t: Task, sig: int) -> None:

@@ -117,6 +117,20 @@ CASES = [
                          "0xc0000000 0x7 0x40000000",
                          "circular list: words 0x40000000 0x40000000 0 0",
                          "garbage next pointer: words 0x40000000 0x1234 0 0", "survived")),
+    Case("jobctl", must=("waitpid(-a1) again = -1 ECHILD", "waitpid(0) got b: 1",
+                         "  group member 2: killed by USR1 (shell: 138)",
+                         "  child: stopped by STOP", "reported once (WUNTRACED|WNOHANG) = 0",
+                         "  child: continued (0xffff)",
+                         "SIGTSTP stopped a child in an orphaned group: 0",
+                         "SIGTSTP in a child's own group: stopped by TSTP",
+                         "read while the writer is stopped = -1 EAGAIN",
+                         "reader after SIGCONT and a byte: exited 7",
+                         "group stopped: 2 of 2", "group continued: 2 of 2",
+                         "orphaned stopped job: killed by HUP (shell: 129)",
+                         "setpgid(-1, 0) = -1 EINVAL",
+                         "setpgid(child in another session) = -1 EPERM",
+                         "setpgid(child after exec) = -1 EACCES",
+                         "child: setpgid(parent, 0) = -1 ESRCH")),
 ]
 PROGRAM_NAMES = sorted({c.prog for c in CASES})
 

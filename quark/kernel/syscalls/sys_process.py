@@ -88,18 +88,23 @@ async def sys_getsid(t: Task, a: SyscallArgs) -> int:
 @syscall(109, "setpgid")
 async def sys_setpgid(t: Task, a: SyscallArgs) -> int:
     pid, pgid = a.int(0), a.int(1)
+    # Linux's order of checks, which decides the errno when several apply.
+    pid = pid or t.tg.pid
+    pgid = pgid or pid
     if pgid < 0:
         raise LinuxError(L.EINVAL)
-    tg = _group_of(t, pid)
-    if tg is not t.tg and tg.parent is not t.tg:
+    tg = t.kernel.find_group(pid)
+    if tg is None:
+        raise LinuxError(L.EINVAL if t.kernel.find_task(pid) else L.ESRCH)
+    if tg.parent is t.tg:
+        if tg.sid != t.tg.sid:
+            raise LinuxError(L.EPERM)
+        if tg.execed:
+            raise LinuxError(L.EACCES)
+    elif tg is not t.tg:
         raise LinuxError(L.ESRCH)
-    if tg.parent is t.tg and tg.sid != t.tg.sid:
-        raise LinuxError(L.EPERM)
     if tg.pid == tg.sid:
         raise LinuxError(L.EPERM)       # a session leader cannot move
-    if tg is not t.tg and tg.execed:
-        raise LinuxError(L.EACCES)
-    pgid = pgid or tg.pid
     if pgid != tg.pid and not any(g.pgid == pgid and g.sid == t.tg.sid
                                   for g in t.kernel.groups.values()):
         raise LinuxError(L.EPERM)
