@@ -10,6 +10,7 @@ vcpus = 1                # vCPUs per sandbox
 strace = false           # log every system call (name, arguments, result)
 syscall_path = "qcall"   # "qcall" (doorbell + poller, no exit) or "exit" (out 0x80)
 qcall_spin = 8000        # pause iterations the gate spins before taking the exit path
+io_uring = "off"         # "auto": blocking stream I/O waits through io_uring if the host has it
 
 [log]
 path = "/var/log/quark/quark.log"   # "" for no log file; --log overrides
@@ -54,6 +55,7 @@ class KernelConfig:
     strace: bool = False
     syscall_path: str = "qcall"
     qcall_spin: int = 8000
+    io_uring: str = "off"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ class Config:
 _SECTIONS = {"kernel": KernelConfig, "log": LogConfig, "platform": PlatformConfig}
 _CHOICES = {("log", "format"): LOG_FORMATS, ("log", "level"): LOG_LEVELS,
             ("platform", "kind"): PLATFORM_KINDS,
-            ("kernel", "syscall_path"): ("qcall", "exit")}
+            ("kernel", "syscall_path"): ("qcall", "exit"),
+            ("kernel", "io_uring"): ("auto", "off")}
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -81,6 +81,7 @@ class Sandbox:
         self.kernel = Kernel(self.machine, None, spec.hostname or "quark")
         # None unless a plugin implements quark_syscall_enter/exit (--strace does).
         self.kernel.syscall_observer = self.plugins.syscall_observer()
+        self.kernel.io_uring_mode = getattr(kcfg, "io_uring", "off")  # made on first use
         self._build_vfs()
         self.kernel.start_time()
         self.poller = None

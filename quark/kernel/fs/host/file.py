@@ -43,7 +43,7 @@ from quark.kernel.abi.linux import (
     TIOCSWINSZ,
 )
 from quark.kernel.errors import LinuxError
-from quark.kernel.fs.host import host_ffi
+from quark.kernel.fs.host import host_ffi, uring_io
 from quark.kernel.fs.host.fs import host_errors
 from quark.kernel.vfs.dirfile import DirFile
 from quark.kernel.vfs.file import File
@@ -179,7 +179,10 @@ class HostStreamFile(File):
 
     Host fds of stdio are shared with other processes, so we never make them
     non-blocking (that flag lives in the shared open file description); instead we
-    poll first and block the task, not the vCPU thread, until the fd is ready.
+    poll first and transfer at once when the fd is ready (the common case, and the
+    cheapest: see uring_io). When it is not, io_uring takes the transfer and does it
+    once the fd is ready; without io_uring we block the task, not the vCPU thread,
+    until the fd is ready, and try again.
     """
 
     def __init__(self, fd: int, flags: int, path: str, loc: Location | None = None, *,
@@ -231,6 +234,9 @@ class HostStreamFile(File):
                         raise
             if self.nonblocking:
                 raise LinuxError(EAGAIN)
+            u = uring_io.for_kernel(t.kernel)
+            if u is not None:
+                return await u.transfer(t, fd, bufs, write=False)
             await t.block((), host_fds=((fd, select.POLLIN),))
 
     async def writev(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
@@ -249,6 +255,15 @@ class HostStreamFile(File):
                         raise
             if self.nonblocking:
                 raise LinuxError(EAGAIN)
+            u = uring_io.for_kernel(t.kernel)
+            if u is not None:
+                try:
+                    return await u.transfer(t, fd, bufs, write=True)
+                except LinuxError as e:
+                    if e.errno != EPIPE:
+                        raise
+                    from quark.kernel.task_signals import sigpipe
+                    raise sigpipe(t) from None
             await t.block((), host_fds=((fd, select.POLLOUT),))
 
     def lseek(self, off: int, whence: int) -> int:
