@@ -307,7 +307,7 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
         # coroutine, no SyscallArgs. It cannot restart or change registers either.
         vcpu.qc_running()
         try:
-            result = fast(t, raw)  # type: ignore[arg-type]
+            result = fast(t, raw)
         except LinuxError as e:
             result = -e.errno
         except Exception:

@@ -25,7 +25,8 @@ def buffer(t: Any, addr: int, count: int, write: bool) -> list[memoryview]:
         return []
     # A read that runs into a bad page returns what fits (copy_to_user stops
     # short); a write from a bad buffer is EFAULT (pipes commit nothing on a fault).
-    return t.mm.iovecs(addr, count, write, partial=write)
+    views: list[memoryview] = t.mm.iovecs(addr, count, write, partial=write)
+    return views
 
 
 def iovec_array(t: Any, addr: int, cnt: int, write: bool) -> list[memoryview]:

@@ -1,0 +1,60 @@
+"""table.fast twins of read/write/pread64/pwrite64 (taskrun's QCall fast path): the
+same result and errno as the coroutine handler for every input, and None (hand the
+call over) for files that may sleep."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from quark.kernel.abi.linux import O_PATH, O_RDONLY, O_RDWR, O_WRONLY
+from quark.kernel.errors import LinuxError
+from quark.kernel.syscalls.table import FAST, load
+
+from .fakes import FakeKernel, FakeTask, call
+
+SYS_open = 2
+
+
+def _fast(t: FakeTask, nr: int, *args: int) -> int | None:
+    raw = tuple((list(args) + [0] * 6)[:6])
+    try:
+        return FAST[nr](t, raw)
+    except LinuxError as e:
+        return -e.errno
+
+
+@pytest.fixture
+def t(tmp_path: Path) -> FakeTask:
+    (tmp_path / "f").write_bytes(bytes(range(256)) * 64)
+    load()
+    return FakeKernel(str(tmp_path)).task()
+
+
+def test_same_results_and_errnos_as_the_handlers(t: FakeTask) -> None:
+    path = t.mm.cstr("/f")
+    fds = {m: call(t, SYS_open, path, m) for m in (O_RDONLY, O_WRONLY, O_RDWR, O_PATH)}
+    buf = t.mm.alloc(8192)
+    bad = 0x10                                       # below the fake's memory: EFAULT
+    cases = []
+    for nr in (0, 1, 17, 18):
+        for fd in (*fds.values(), 99, -1, (1 << 32) + fds[O_RDWR]):
+            for addr, count in ((buf, 4096), (buf + 100, 5000), (bad, 10), (buf, 0)):
+                for pos in (0, 100, 1 << 40, (1 << 64) - 1):
+                    cases.append((nr, fd, addr, count, pos))
+    for nr, fd, addr, count, pos in cases:
+        got = _fast(t, nr, fd & ((1 << 64) - 1), addr, count, pos)
+        want = call(t, nr, fd & ((1 << 64) - 1), addr, count, pos)
+        if nr in (0, 1) and got is not None and got >= 0 and want >= 0:
+            continue        # each call moved the shared file position
+        assert got == want, (nr, fd, addr, count, pos)
+
+
+def test_files_that_may_sleep_are_handed_over(t: FakeTask) -> None:
+    r, w = os.pipe()
+    from quark.kernel.fs.host.file import HostStreamFile
+    fd = t.fds.install(HostStreamFile(r, O_RDONLY, "pipe:[1]", owned=True))
+    assert _fast(t, 0, fd, t.mm.alloc(16), 16) is None
+    os.close(w)
