@@ -34,6 +34,7 @@ from quark.plugins import hookimpl
 from . import __version__
 from .ipam import LeaseError, Leases, pid_start_time
 from .nat import Nat, NatError, backend, parse_ports
+from .rtnl import Rtnl
 
 log = logging.getLogger("quark.plugins.net_bridge")
 
@@ -70,28 +71,38 @@ def _leases(conf: dict[str, Any]) -> Leases:
     return Leases(conf["lease_dir"], conf["subnet"], conf["gateway"] or None)
 
 
-def _ensure_bridge(ip: Any, conf: dict[str, Any], leases: Leases) -> int:
+def _index(ip: Rtnl, name: str) -> int:
+    idx = ip.link_index(name)
+    if idx is None:
+        raise OSError(f"link {name} vanished")
+    return idx
+
+
+def _ensure_bridge(ip: Rtnl, conf: dict[str, Any], leases: Leases) -> int:
     name = conf["bridge"]
-    found = ip.link_lookup(ifname=name)
-    if not found:
-        ip.link("add", ifname=name, kind="bridge")
-        found = ip.link_lookup(ifname=name)
-    idx = found[0]
-    have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx)}
-    if str(leases.gateway) not in have:
-        ip.addr("add", index=idx, address=str(leases.gateway), prefixlen=leases.net.prefixlen)
-    ip.link("set", index=idx, state="up", mtu=conf["mtu"])
-    return int(idx)
+    idx = ip.link_index(name)
+    if idx is None:
+        ip.link_add(name, "bridge")
+        idx = _index(ip, name)
+    if str(leases.gateway) not in ip.addresses(idx):
+        ip.addr_add(idx, str(leases.gateway), leases.net.prefixlen)
+    ip.link_set(idx, up=True, mtu=conf["mtu"])
+    return idx
 
 
 def _remove_links(sandbox_id: str) -> None:
-    from pyroute2 import IPRoute
-    with IPRoute() as ip:
-        for idx in ip.link_lookup(ifname=veth_name(sandbox_id)):
+    with Rtnl() as ip:
+        idx = ip.link_index(veth_name(sandbox_id))
+        if idx is not None:
             try:
-                ip.link("del", index=idx)
-            except Exception as e:  # noqa: BLE001 - gone meanwhile (its netns died)
+                ip.link_del(idx)
+            except OSError as e:    # gone meanwhile (its netns died)
                 log.debug("deleting %s: %s", veth_name(sandbox_id), e)
+
+
+def _setns(fd: int) -> None:
+    from quark.sandbox import netns_ffi
+    netns_ffi.setns(fd, netns_ffi.CLONE_NEWNET)
 
 
 def _forwarding_on() -> None:
@@ -121,9 +132,6 @@ def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str
     entry = next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
     if entry is None or entry.path:
         return None                 # host network, or a namespace someone else made
-    from pyroute2 import IPRoute
-    from pyroute2 import netns as pyroute2_netns
-
     conf = settings()
     annotations = getattr(spec, "annotations", None) or {}
     ports = parse_ports(annotations.get(PORTS_ANNOTATION, ""))
@@ -137,29 +145,35 @@ def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str
             addr = leases.allocate(sandbox_id, pid=pid, pid_start=pid_start_time(pid),
                                    veth=host_if, bridge=conf["bridge"],
                                    ports=[list(p) for p in ports])
-            with IPRoute() as ip:
-                br = _ensure_bridge(ip, conf, leases)
-                for stale in ip.link_lookup(ifname=host_if):
-                    ip.link("del", index=stale)
-                ip.link("add", ifname=host_if, kind="veth", peer={"ifname": peer_tmp})
-                hidx = ip.link_lookup(ifname=host_if)[0]
-                ip.link("set", index=hidx, master=br, mtu=conf["mtu"], state="up")
-                pidx = ip.link_lookup(ifname=peer_tmp)[0]
-                ip.link("set", index=pidx, net_ns_fd=netns_path)
-                host_mac = ip.get_links(hidx)[0].get_attr("IFLA_ADDRESS")
-                br_mac = ip.get_links(br)[0].get_attr("IFLA_ADDRESS")
-            pyroute2_netns.pushns(netns_path)
+            netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                with IPRoute() as ip:
-                    pidx = ip.link_lookup(ifname=peer_tmp)[0]
-                    ip.link("set", index=pidx, ifname="eth0", mtu=conf["mtu"])
-                    ip.addr("add", index=pidx, address=str(addr),
-                            prefixlen=leases.net.prefixlen)
-                    ip.link("set", index=pidx, state="up")
-                    ip.route("add", dst="0.0.0.0/0", gateway=str(leases.gateway))
-                    eth_mac = ip.get_links(pidx)[0].get_attr("IFLA_ADDRESS")
+                with Rtnl() as ip:
+                    br = _ensure_bridge(ip, conf, leases)
+                    stale = ip.link_index(host_if)
+                    if stale is not None:
+                        ip.link_del(stale)
+                    ip.link_add(host_if, "veth", peer=peer_tmp)
+                    hidx = _index(ip, host_if)
+                    ip.link_set(hidx, master=br, mtu=conf["mtu"], up=True)
+                    ip.link_set(_index(ip, peer_tmp), netns_fd=netns)
+                    host_mac, br_mac = ip.link_mac(hidx), ip.link_mac(br)
+                # A netlink socket acts in the namespace it was made in: make the
+                # container's one there.
+                _setns(netns)
+                try:
+                    with Rtnl() as ip:
+                        pidx = _index(ip, peer_tmp)
+                        ip.link_set(pidx, ifname="eth0", mtu=conf["mtu"])
+                        ip.addr_add(pidx, str(addr), leases.net.prefixlen)
+                        ip.link_set(pidx, up=True)
+                        ip.default_route(str(leases.gateway))
+                        eth_mac = ip.link_mac(pidx)
+                finally:
+                    _setns(here)
             finally:
-                pyroute2_netns.popns()
+                os.close(netns)
+                os.close(here)
             _forwarding_on()
             if conf["masquerade"]:
                 nat.ensure_masquerade()
