@@ -98,6 +98,11 @@ CASES = [
                       "parent sees: \"from the child, page 1\"",
                       "pread after munmap: \"before munmap, no msync\"",
                       "parent sees \"memfd child\"")),
+    Case("remap", must=("grow in place: ok, same address: 1, data kept: 1",
+                        "grow with MAYMOVE: moved 1, data kept 1",
+                        "DONTUNMAP: ok, data moved 1, old range zero 1",
+                        "shared after the child's mremap: 77",
+                        "unmapped old address: EFAULT")),
     Case("escape", must=("../../../../etc/shadow from /: read \""
                          + ROOTFS_SHADOW.strip() + "\"",
                          "symlink -> /etc/hostname: read \"quark\"",

@@ -534,17 +534,22 @@ class AddressSpace:
         self._free_pages(dead)
 
     def mremap(self, old: int, old_size: int, new_size: int, may_move: int,
-               fixed: int | None) -> int:
+               fixed: int | None, dontunmap: bool = False) -> int:
+        """mremap(2). ``dontunmap``: the pages move and the old range stays mapped,
+        empty (it faults in afresh: zeros, the file, or the shared object)."""
         old_size, new_size = _page_up(old_size), _page_up(new_size)
         vma = self.vmas.find(old)
         if vma is None or old + old_size > vma.end or old_size == 0:
             raise LinuxError(EFAULT)
-        if fixed is None and new_size <= old_size:
+        if dontunmap and (not may_move or old_size != new_size):
+            raise LinuxError(EINVAL)
+        if fixed is None and new_size <= old_size and not dontunmap:
             if new_size < old_size:
                 self.munmap(old + new_size, old_size - new_size)
             return old
         end = old + old_size
-        if fixed is None and vma.end == end and end + (new_size - old_size) <= self.mmap_top \
+        if fixed is None and not dontunmap and vma.end == end \
+                and end + (new_size - old_size) <= self.mmap_top \
                 and not self.vmas.overlapping(end, old + new_size):
             self.vmas.remove(vma)
             vma.end = old + new_size
@@ -565,6 +570,9 @@ class AddressSpace:
                 raise LinuxError(ENOMEM)
             dest = found
         moved = self.vmas.carve(old, end)
+        if dontunmap:
+            for v in moved:
+                self.vmas.insert(v.copy())   # the old range stays, with no pages
         piece = moved[0]
         for extra in moved[1:]:
             extra.drop()
@@ -573,19 +581,25 @@ class AddressSpace:
         new_vma.start, new_vma.end = dest, dest + new_size
         self.vmas.insert(new_vma)
         flags = _pte_flags(new_vma.prot)
-        stale = []
+        stale, dropped = [], []
         for i in range(0, old_size, PAGE):
             e = self.frames.pop(old + i, None)
             if e is None:
                 continue
             self.pt.unmap(old + i)
+            if i >= new_size:           # moved and shrunk: the tail goes
+                dropped.append((old + i, e & ~_LOW))
+                continue
             stale.append(e & ~_LOW)
-            if i < new_size:
-                self.frames[dest + i] = e
-                if e & PROT_MASK:
-                    self.pt.map(dest + i, e & ~_LOW, flags & ~RW if e & COW else flags)
+            if old + i in self.special:     # the vDSO may move (CRIU does it)
+                self.special.discard(old + i)
+                self.special.add(dest + i)
+            self.frames[dest + i] = e
+            if e & PROT_MASK:
+                self.pt.map(dest + i, e & ~_LOW, flags & ~RW if e & COW else flags)
         for f in stale:
             self.mem.invalidate(f, PAGE)   # the old address must stop reaching it
+        self._free_pages(dropped)
         return dest
 
     def set_brk(self, new: int) -> int:

@@ -63,7 +63,7 @@ async def sys_madvise(t: Task, a: SyscallArgs) -> int:
     return 0
 
 
-@syscall(25, "mremap", partial="moves by copy")
+@syscall(25, "mremap")
 async def sys_mremap(t: Task, a: SyscallArgs) -> int:
     old, old_size, new_size, flags, new_addr = (a.ulong(0), a.ulong(1), a.ulong(2),
                                                 a.int(3), a.ulong(4))
@@ -74,7 +74,8 @@ async def sys_mremap(t: Task, a: SyscallArgs) -> int:
     if new_size == 0:
         raise LinuxError(L.EINVAL)
     return t.mm.mremap(old, old_size, new_size, flags & MREMAP_MAYMOVE,
-                       new_addr if flags & MREMAP_FIXED else None)
+                       new_addr if flags & MREMAP_FIXED else None,
+                       bool(flags & MREMAP_DONTUNMAP))
 
 
 @syscall(26, "msync")
