@@ -64,6 +64,9 @@ def _cmd_run(ns: argparse.Namespace, cfg: Config) -> int:
 
     spec = load_bundle(ns.bundle or os.getcwd(), ns.id)
     _lifecycle_logging(cfg)
+    from .log import phase
+
+    phase("bundle")
     return lifecycle.run(spec, cfg, ns.root, pid_file=_abs_or_none(ns.pid_file),
                          console_socket=ns.console_socket, detach=ns.detach, keep=ns.keep,
                          preserve_fds=ns.preserve_fds, systemd_cgroup=ns.systemd_cgroup)
@@ -606,14 +609,18 @@ def _message(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `quark` console script; returns the exit status."""
+    from .log import phase
+
     argv = list(sys.argv[1:] if argv is None else argv)
     ns = _parse(argv)
+    phase("parse")
     cfg = None
     try:
         from .config import load_config
 
         cfg = load_config().with_overrides(log_path=ns.log, log_format=ns.log_format,
                                            debug=ns.debug)
+        phase("config")
         if ns.strace:
             from dataclasses import replace
 

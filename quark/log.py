@@ -16,12 +16,31 @@ import logging
 import datetime as _dt
 import json
 import os
+import time
 from typing import Any, TextIO
 
 from .config import LogConfig
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _file: TextIO | None = None
+_phases: list[tuple[str, float]] = [("main", time.monotonic())]
+
+
+def phase(name: str) -> None:
+    """Mark the end of start-up or teardown phase `name` (see `log_phases`).
+
+    Issue 6 asks where every millisecond of `quark run` goes; the marks cost a
+    list append, so they stay in."""
+    _phases.append((name, time.monotonic()))
+
+
+def log_phases(what: str) -> None:
+    """One debug record: the milliseconds each marked phase took since the one
+    before it (the first since this module was imported, i.e. the command's start)."""
+    fields = {name: round((t - _phases[i][1]) * 1000, 1)
+              for i, (name, t) in enumerate(_phases[1:])}
+    get_logger("phases").debug(what, total_ms=round((_phases[-1][1] - _phases[0][1]) * 1000, 1),
+                               **fields)
 
 
 def _open(path: str) -> TextIO | None:

@@ -242,8 +242,9 @@ def run(spec: SandboxSpec, cfg: Any, root: str, *, pid_file: str | None,
             for fd in (0, 1, 2):
                 os.dup2(pty.slave, fd)
             pty.close()
-        from quark.log import setup_logging
+        from quark.log import phase, setup_logging
         setup_logging(cfg.log)
+        phase("state")
         svc = _sandbox(spec, cfg, sdir, systemd_cgroup)
         try:
             svc.build(pid_file)
@@ -254,6 +255,9 @@ def run(spec: SandboxSpec, cfg: Any, root: str, *, pid_file: str | None,
     finally:
         if not keep:
             _cleanup(sdir, sdir.load() if sdir.exists() else None)
+        from quark.log import log_phases, phase
+        phase("cleanup")
+        log_phases("run phases (ms)")
 
 
 def state(root: str, container_id: str) -> dict[str, Any]:

@@ -55,15 +55,18 @@ class Sandbox:
         self.config = config
         # Plugins, then the network namespace: first of all, before any thread exists
         # (setns/unshare move only the calling thread; see netns.py).
+        from quark.log import phase
         from quark.plugins.manager import make_manager
 
         from .netns import NetnsError
         from .netns import enter as enter_netns
         self.plugins = make_manager(config)
+        phase("plugins")
         try:
             self.network = enter_netns(spec, self.plugins)
         except NetnsError as e:
             raise SandboxError(str(e)) from e
+        phase("network")
         kcfg = getattr(config, "kernel", None)
         mem_mib = getattr(kcfg, "memory_mib", 1024)
         pcfg = getattr(config, "platform", None)
@@ -78,6 +81,7 @@ class Sandbox:
                                    qcall_spin=getattr(kcfg, "qcall_spin", 8000))
         except OSError as e:
             raise SandboxError(f"starting the virtual machine: {e.strerror or e}") from e
+        phase("vm")
         self.kernel = Kernel(self.machine, None, spec.hostname or "quark")
         # None unless a plugin implements quark_syscall_enter/exit (--strace does).
         self.kernel.syscall_observer = self.plugins.syscall_observer()
@@ -92,6 +96,7 @@ class Sandbox:
             self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel))
             self.poller.start()
         self.init: Task | None = None
+        phase("kernel")
 
     def _build_vfs(self) -> None:
         from quark.kernel.vfs.mount import VFS
@@ -127,6 +132,8 @@ class Sandbox:
             self.plugins.hook.quark_sandbox_created(sandbox=self)
         except Exception as e:
             raise SandboxError(f"plugin (quark_sandbox_created): {e}") from e
+        from quark.log import phase
+        phase("init_exec")
         return t
 
     def spawn(self, args: Any, env: Any, cwd: str, uid: int, gid: int, groups: tuple[int, ...],

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quark.log import phase
+
 from .control import Conn, ControlServer
 from .process import Sandbox, SandboxError, _new_loop, shell_status
 
@@ -66,6 +68,7 @@ class ContainerService:
             os.rename(tmp, pid_file)
         self.server = ControlServer(self.control_path, self.handle)
         self.record(status="created")
+        phase("created")
 
     # ---- serve
 
@@ -81,6 +84,7 @@ class ContainerService:
         self.server.start(loop)
         if autostart:
             self._start(poststart=True)
+            phase("started")
         try:
             status = loop.run_until_complete(self._serve())
         finally:
@@ -88,12 +92,14 @@ class ContainerService:
             for conn in self.execs.values():     # their processes died with pid 1
                 conn.send({"exit": signal.SIGKILL})
                 conn.close()
+        phase("guest")
         self.record(status="stopped", exit_status=status)
         loop.close()
         try:
             self.sb.close()
         except Exception as e:  # noqa: BLE001 - the exit status matters more
             log.warning("closing the sandbox: %s", e)
+        phase("closed")
         return status
 
     async def _serve(self) -> int:
