@@ -10,12 +10,12 @@ duration of the guest run and returns EINTR to us (``fcntl.ioctl`` would retry i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import os
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# Not ctypes.util.find_library: it runs `ldconfig -p` (2-6 ms of every start).
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _ioctl = _libc.ioctl
 _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 _ioctl.restype = ctypes.c_int

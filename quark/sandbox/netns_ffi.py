@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 CLONE_NEWNET = 0x40000000
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# Not ctypes.util.find_library: it runs `ldconfig -p` (2-6 ms of every start).
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
 _libc.setns.restype = ctypes.c_int
 _libc.unshare.argtypes = (ctypes.c_int,)
