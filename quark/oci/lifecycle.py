@@ -233,6 +233,7 @@ def run(spec: SandboxSpec, cfg: Any, root: str, *, pid_file: str | None,
     sdir = StateDir(root, spec.id)
     oci_hooks.parse_hooks(spec.raw)
     sdir.make()
+    svc = None
     try:
         sdir.save(_new_state(spec))
         if spec.terminal and console_socket:
@@ -254,7 +255,9 @@ def run(spec: SandboxSpec, cfg: Any, root: str, *, pid_file: str | None,
         return status
     finally:
         if not keep:
-            _cleanup(sdir, sdir.load() if sdir.exists() else None)
+            sb = getattr(svc, "sb", None)
+            _cleanup(sdir, sdir.load() if sdir.exists() else None,
+                     getattr(sb, "plugins", None))
         from quark.log import log_phases, phase
         phase("cleanup")
         log_phases("run phases (ms)")
@@ -283,18 +286,21 @@ def _wait_gone(st: State, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def _network_teardown(container_id: str) -> None:
+def _network_teardown(container_id: str, plugins: Any = None) -> None:
     """The network plugins release what outlives the sandbox (leases, NAT rules,
-    links): also after a crash. Never fails the delete."""
+    links): also after a crash. Never fails the delete. ``plugins``: the manager
+    the sandbox already made, if this is its process."""
     try:
-        from quark.plugins.manager import make_manager
-        make_manager().network_teardown(None, None, container_id)
+        if plugins is None:
+            from quark.plugins.manager import make_manager
+            plugins = make_manager()
+        plugins.network_teardown(None, None, container_id)
     except Exception as e:  # noqa: BLE001
         _log_warning(f"network teardown of {container_id}: {e}")
 
 
-def _cleanup(sdir: StateDir, st: State | None) -> None:
-    _network_teardown(sdir.id)
+def _cleanup(sdir: StateDir, st: State | None, plugins: Any = None) -> None:
+    _network_teardown(sdir.id, plugins)
     if st is not None:
         oci_hooks.run_hooks("poststop", _hooks_of(st), {**st.hook_state(), "status": "stopped"},
                             warn=_warn)
