@@ -134,6 +134,15 @@ def setup_logging(cfg: LogConfig) -> bool:
     return True
 
 
+def flush() -> None:
+    """Flush the log file (before an ``os._exit``)."""
+    if _file is not None:
+        try:
+            _file.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def get_logger(name: str | None = None, **context: Any) -> Any:
     """A structlog logger bound to `logger=name` and `context`."""
     import structlog
