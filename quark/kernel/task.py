@@ -116,6 +116,7 @@ class Task:
         self.exit_code = 0
         self.vfork_parent: Task | None = None
         self.robust_list = 0
+        self.restart_block: Any = None   # async fn(task) restart_syscall continues with
         self.stop = 0                 # how the vCPU last stopped (taskrun.STOP_*)
         self.parked: Any = None       # a QCall the poller began: (coroutine, Block)
 
@@ -149,7 +150,9 @@ class Task:
 
     # ---- signals
     def signal_pending(self) -> bool:
-        if self.tg.exiting is not None or self.dead:
+        # A group stop interrupts every thread's wait, as Linux's JOBCTL_STOP_PENDING
+        # does: each stops at its return to user mode and its call restarts later.
+        if self.tg.exiting is not None or self.dead or self.tg.stopped:
             return True
         blocked = self.sigmask & ~UNCATCHABLE
         return bool((self.pending.mask | self.tg.shared_pending.mask) & ~blocked)

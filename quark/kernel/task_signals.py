@@ -56,6 +56,7 @@ from quark.kernel.waiting import (
 XSAVE_BYTES = 1024        # XCR0 = x87|SSE|AVX: the image ends at 832 bytes
 _RESTART = {-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK}
 
+NR_RESTART_SYSCALL = 219
 KICK_SIGNAL = 38          # SIGRTMIN+4 of the host: interrupts KVM_RUN (see taskrun)
 
 
@@ -259,10 +260,12 @@ def _restart_for_handler(ctx: UserCtx, act: SigAction) -> None:
 
 
 def _restart(ctx: UserCtx) -> None:
-    """Back up over the ``syscall`` instruction with the original number in RAX."""
+    """Back up over the ``syscall`` instruction with the original number in RAX (or
+    restart_syscall's, for a call that keeps its progress in a restart block)."""
+    nr = NR_RESTART_SYSCALL if ctx.result == -ERESTART_RESTARTBLOCK else ctx.nr
     ctx.regs.rip -= 2
-    ctx.regs.rax = ctx.nr
-    ctx.result = ctx.nr
+    ctx.regs.rax = nr
+    ctx.result = nr
     ctx.nr = -1
     ctx.changed = True
 
@@ -348,6 +351,7 @@ def setup_frame(t: Task, ctx: UserCtx, sig: int, info: SigInfo, act: SigAction) 
 def sigreturn(t: Task, regs: Any) -> None:
     """rt_sigreturn: restore what setup_frame saved; ``regs`` is updated in place.
     A frame that cannot be read or restored kills the process with SIGSEGV."""
+    t.restart_block = None      # a restart_syscall after a handler: EINTR
     frame = regs.rsp - 8
     try:
         raw = t.mm.read(frame + FRAME_UC, UC_SIGMASK + 8)

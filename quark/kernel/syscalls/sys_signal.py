@@ -118,6 +118,16 @@ async def sys_sigaltstack(t: Task, a: SyscallArgs) -> int:
     return 0
 
 
+@syscall(219, "restart_syscall")
+async def sys_restart_syscall(t: Task, a: SyscallArgs) -> int:
+    """Where a call interrupted with ERESTART_RESTARTBLOCK resumes (the signal return
+    path put this number in RAX); without a pending restart, EINTR."""
+    resume, t.restart_block = t.restart_block, None
+    if resume is None:
+        raise LinuxError(L.EINTR)
+    return int(await resume(t))
+
+
 @syscall(130, "rt_sigsuspend")
 async def sys_rt_sigsuspend(t: Task, a: SyscallArgs) -> int:
     if a.size(1) != SIGSET_SIZE:

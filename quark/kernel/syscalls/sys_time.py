@@ -12,9 +12,9 @@ Some facts this rests on:
   (``clock_getcpuclockid``): ``pid = ~(id >> 3)``, bit 2 = per thread, bits 0-1 = which
   (PROF, VIRT, SCHED; 3 is invalid).
 - A sleep that a signal interrupts writes the time left to ``rem`` (relative sleeps
-  only) and fails with EINTR. Linux would restart it with a restart_block when no
-  handler runs; EINTR is what user space sees when a handler did run, and the common
-  case.
+  only). When a handler runs the call fails with EINTR; otherwise (a stop and
+  SIGCONT, an ignored signal) it goes on: a relative sleep through restart_syscall
+  towards its first deadline (ERESTART_RESTARTBLOCK), an absolute one as it was.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from quark.kernel.abi.linux import (
     CLOCK_REALTIME_COARSE,
     CLOCK_TAI,
     CLOCK_THREAD_CPUTIME_ID,
-    EINTR,
     EINVAL,
     EOPNOTSUPP,
     TIMER_ABSTIME,
@@ -45,7 +44,7 @@ from quark.kernel.abi.linux import (
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import syscall
-from quark.kernel.waiting import ERESTARTSYS
+from quark.kernel.waiting import ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTSYS
 
 Task = Any  # quark.kernel.task.Task
 
@@ -123,15 +122,22 @@ async def sleep_until(t: Task, host_clock: int, deadline_ns: int) -> None:
         await t.block((), timeout=left / NSEC)
 
 
-async def _sleep(t: Task, host_clock: int, deadline_ns: int, rem: int) -> int:
+async def _sleep(t: Task, host_clock: int, deadline_ns: int, rem: int,
+                 absolute: bool = False) -> int:
     try:
         await sleep_until(t, host_clock, deadline_ns)
     except LinuxError as e:
         if e.errno != ERESTARTSYS:
             raise
+        if absolute:
+            raise LinuxError(ERESTARTNOHAND) from None
         if rem:
             write_timespec(t, rem, max(0, deadline_ns - now_ns(host_clock)))
-        raise LinuxError(EINTR) from None
+
+        async def resume(t: Task) -> int:
+            return await _sleep(t, host_clock, deadline_ns, rem)
+        t.restart_block = resume
+        raise LinuxError(ERESTART_RESTARTBLOCK) from None
     return 0
 
 
@@ -208,5 +214,5 @@ async def sys_clock_nanosleep(t: Task, a: SyscallArgs) -> int:
         raise LinuxError(EINVAL)  # posix_cpu_nsleep: a thread's CPU clock cannot be slept on
     ns = read_timespec(t, req)
     if flags & TIMER_ABSTIME:
-        return await _sleep(t, host, ns, 0)
+        return await _sleep(t, host, ns, 0, absolute=True)
     return await _sleep(t, host, now_ns(host) + ns, rem)

@@ -5,7 +5,10 @@
 #include "common.h"
 #include <fcntl.h>
 #include <signal.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 static void status(const char *label, int st)
 {
@@ -172,6 +175,58 @@ static void stop_really_stops(void)
     waitpid(c, &st, 0);
     status("reader after SIGCONT and a byte", st);
     close(q[1]);
+
+    /* a sleep stopped and continued goes on to its end: no EINTR */
+    c = fork();
+    if (c == 0) {
+        struct timespec ts = {0, 400 * 1000 * 1000};
+        int r = nanosleep(&ts, NULL);
+        _exit(r == 0 ? 0 : 100 + errno);
+    }
+    usleep(100 * 1000);
+    kill(c, SIGSTOP);
+    waitpid(c, &st, WUNTRACED);
+    kill(c, SIGCONT);
+    waitpid(c, &st, 0);
+    status("nanosleep stopped and continued", st);
+}
+
+/* A thread of a stopped process, asleep in read, must not take data that comes
+ * while the process is stopped: the whole process stops, its calls resume later. */
+static int tq[2];
+static void *reader_thread(void *arg)
+{
+    (void)arg;
+    char ch;
+    ssize_t n = read(tq[0], &ch, 1);
+    _exit(n == 1 ? ch - '0' : 100 + errno);
+}
+
+static void threads_stop_too(void)
+{
+    pipe(tq);
+    pid_t c = fork();
+    if (c == 0) {
+        pthread_t th;
+        pthread_create(&th, NULL, reader_thread, NULL);
+        for (;;)
+            pause();
+    }
+    usleep(200 * 1000);
+    int st;
+    kill(c, SIGSTOP);
+    waitpid(c, &st, WUNTRACED);
+    status("two-thread process", st);
+    write(tq[1], "5", 1);
+    usleep(300 * 1000);
+    int left = -1;
+    ioctl(tq[0], FIONREAD, &left);
+    say("bytes left in the pipe while it is stopped: %d\n", left);
+    kill(c, SIGCONT);
+    waitpid(c, &st, 0);
+    status("two-thread process after SIGCONT", st);
+    close(tq[0]);
+    close(tq[1]);
 }
 
 static void group_stop_and_continue(void)
@@ -302,6 +357,7 @@ int main(int argc, char **argv)
     groups_as_targets();
     stop_and_continue();
     stop_really_stops();
+    threads_stop_too();
     group_stop_and_continue();
     orphaned_stopped_job();
     setpgid_errors(argv[0]);

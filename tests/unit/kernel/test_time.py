@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 import time
 
+import pytest
+
 from quark.kernel.abi.linux import (
     CLOCK_BOOTTIME,
     CLOCK_MONOTONIC,
@@ -23,8 +25,8 @@ from quark.kernel.abi.linux import (
 )
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls import sys_time as s
-from quark.kernel.waiting import ERESTARTSYS
-from tests.unit.kernel.fakes_misc import BASE, FakeTask, call, errno_of
+from quark.kernel.waiting import ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTSYS
+from tests.unit.kernel.fakes_misc import BASE, FakeTask, call, errno_of, run
 
 NSEC = 1_000_000_000
 REQ, REM = BASE, BASE + 64
@@ -131,11 +133,21 @@ def test_nanosleep_interrupted_writes_rem() -> None:
     t = FakeTask()
     put_ts(t, REQ, 5, 0)
     t.on_block = lambda b: LinuxError(ERESTARTSYS)
-    assert errno_of(t, s.sys_nanosleep, REQ, REM) == EINTR
+    # EINTR once a handler ran; else restart_syscall resumes towards the same deadline
+    assert errno_of(t, s.sys_nanosleep, REQ, REM) == ERESTART_RESTARTBLOCK
     left = ts_at(t, REM)
     assert 4 * NSEC < left <= 5 * NSEC
-    # rem NULL: still EINTR
-    assert errno_of(t, s.sys_nanosleep, REQ, 0) == EINTR
+    timeouts: list[float] = []
+    t.restart_block, resume = None, t.restart_block
+    t.on_block = lambda b: (timeouts.append(b.timeout or 0), LinuxError(ERESTARTSYS))[1]
+    with pytest.raises(LinuxError) as e:
+        run(t, resume(t))
+    assert e.value.errno == ERESTART_RESTARTBLOCK
+    assert 4 * NSEC < timeouts[-1] * NSEC <= left   # towards the first deadline
+    # a restart_syscall with nothing to restart (after a handler ran): EINTR
+    from quark.kernel.syscalls.sys_signal import sys_restart_syscall
+    t.restart_block = None
+    assert errno_of(t, sys_restart_syscall) == EINTR
 
 
 def test_nanosleep_invalid() -> None:
@@ -166,10 +178,12 @@ def test_clock_nanosleep_abstime_interrupted_leaves_rem() -> None:
     t.on_block = lambda b: LinuxError(ERESTARTSYS)
     put_ts(t, REM, 7, 7)
     put_ts(t, REQ, *divmod(time.clock_gettime_ns(CLOCK_REALTIME) + 10 * NSEC, NSEC))
-    assert errno_of(t, s.sys_clock_nanosleep, CLOCK_REALTIME, TIMER_ABSTIME, REQ, REM) == EINTR
+    assert errno_of(t, s.sys_clock_nanosleep, CLOCK_REALTIME, TIMER_ABSTIME, REQ,
+                    REM) == ERESTARTNOHAND            # restarted as it was
     assert ts_at(t, REM) == 7 * NSEC + 7
     put_ts(t, REQ, 3, 0)
-    assert errno_of(t, s.sys_clock_nanosleep, CLOCK_BOOTTIME, 0, REQ, REM) == EINTR
+    assert errno_of(t, s.sys_clock_nanosleep, CLOCK_BOOTTIME, 0, REQ,
+                    REM) == ERESTART_RESTARTBLOCK
     assert 2 * NSEC < ts_at(t, REM) <= 3 * NSEC
 
 
