@@ -669,7 +669,8 @@ def entry() -> None:
     network leases and links) was released before main() returned, and the kernel
     frees the rest, so flush what we wrote and leave at once."""
     status = main()
-    if not _sandbox_ran:
+    # A profiler or coverage tracer writes its results at a normal exit.
+    if not _sandbox_ran or sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(status)
     for f in (sys.stdout, sys.stderr):
         try:
