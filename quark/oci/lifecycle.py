@@ -14,14 +14,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import cgroups
 from . import hooks as oci_hooks
-from .console import Pty, make_controlling, send_console
 from .errors import OciError
 from .spec import SandboxSpec, load_bundle
 from .state import NotExistError, State, StateDir, pid_start_time
+
+if TYPE_CHECKING:
+    from .console import Pty
 
 def parse_signal(text: str) -> int:
     """runc's kill argument: "TERM", "SIGTERM", "15" (case-insensitive names)."""
@@ -126,6 +128,7 @@ def create(spec: SandboxSpec, cfg: Any, root: str, *, pid_file: str | None,
         sdir.save(_new_state(spec))
         if spec.terminal:
             assert console_socket is not None
+            from .console import Pty, send_console
             size = (spec.raw.get("process") or {}).get("consoleSize") or {}
             pty = Pty(int(size.get("width") or 0), int(size.get("height") or 0))
             send_console(console_socket, pty)
@@ -177,6 +180,7 @@ def _sandbox_child(spec: SandboxSpec, cfg: Any, sdir: StateDir, w: int, pty: Pty
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
         if pty is not None:
+            from .console import make_controlling
             make_controlling(pty.slave)
             pty.slave = -1
         else:
@@ -237,6 +241,7 @@ def run(spec: SandboxSpec, cfg: Any, root: str, *, pid_file: str | None,
     try:
         sdir.save(_new_state(spec))
         if spec.terminal and console_socket:
+            from .console import Pty, send_console
             pty = Pty()
             send_console(console_socket, pty)
             pty.close_master()
