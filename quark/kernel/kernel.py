@@ -45,6 +45,8 @@ class Kernel:
         self._free_pids: set[int] = set()
         from quark.kernel.futex import FutexTable
         self.futex = FutexTable()
+        from quark.kernel.vfs.locks import LockTable
+        self.locks = LockTable()
         self.threads: list[threading.Thread] = []
         self.vdso: Any = None             # set by start_time(): vDSO + time page
         self.timekeeper: Any = None

@@ -38,6 +38,9 @@ class FdTable:
     def __init__(self) -> None:
         self._files: dict[int, File] = {}
         self._cloexec: set[int] = set()
+        # inode key -> lock context where this table (the POSIX lock owner) holds
+        # fcntl locks; maintained by vfs/locks.py
+        self.posix_locked: dict[Any, Any] = {}
 
     def get(self, fd: int) -> File:
         """The file at ``fd``; EBADF when none."""
@@ -75,7 +78,7 @@ class FdTable:
         else:
             self._cloexec.discard(fd)
         if old is not None:
-            old.decref()
+            self._filp_close(old)
 
     def install_at(self, fd: int, file: File, cloexec: bool = False) -> None:
         """Put ``file`` at exactly ``fd``, closing what was there (dup2 semantics)."""
@@ -88,6 +91,12 @@ class FdTable:
         if f is None:
             raise LinuxError(EBADF)
         self._cloexec.discard(fd)
+        self._filp_close(f)
+
+    def _filp_close(self, f: File) -> None:
+        if self.posix_locked:
+            from quark.kernel.vfs.locks import close_posix
+            close_posix(f, self)
         f.decref()
 
     def dup2(self, old: int, new: int, limit: int = NR_OPEN) -> int:

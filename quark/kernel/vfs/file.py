@@ -61,6 +61,10 @@ class File:
     # readv_now/writev_now then do the transfer as plain calls, and the dispatcher's
     # fast path (syscalls.table.fast) needs no coroutine for them.
     sync_io = False
+    # Advisory locks (vfs/locks.py): the inode's lock context once this File held a
+    # flock or OFD lock, and its cached inode key.
+    lock_ctx: Any = None
+    lock_key: Any = None
 
     def __init__(self, flags: int, path: str, loc: Location | None = None) -> None:
         self.flags = flags & KEPT_OPEN_FLAGS
@@ -79,6 +83,9 @@ class File:
         self.refs -= 1
         if self.refs <= 0 and not self.released:
             self.released = True
+            if self.lock_ctx is not None:
+                from quark.kernel.vfs.locks import release_file
+                release_file(self)
             self.release()
 
     def release(self) -> None:

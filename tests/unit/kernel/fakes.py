@@ -13,6 +13,7 @@ from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import load
 from quark.kernel.vfs.fdtable import FdTable
+from quark.kernel.vfs.locks import LockTable
 from quark.kernel.vfs.mount import VFS
 from quark.kernel.waiting import Block, WaitQueue
 
@@ -112,6 +113,7 @@ class FakeKernel:
         self.hostname = "quark-test"
         self.boot_time = 0.0
         self.tasks: list[FakeTask] = []
+        self.locks = LockTable()
 
     def procs(self) -> list[Any]:
         from quark.kernel.fs.proc.info import ProcInfo
