@@ -10,6 +10,7 @@ from quark.kernel.abi.linux import (
     CLOSE_RANGE_UNSHARE,
     EBADF,
     EINVAL,
+    EOVERFLOW,
     F_ADD_SEALS,
     F_DUPFD,
     F_DUPFD_CLOEXEC,
@@ -45,13 +46,19 @@ from quark.kernel.abi.linux import (
     O_DIRECT,
     O_NONBLOCK,
     O_PATH,
+    SEEK_CUR,
+    SEEK_END,
+    SEEK_SET,
 )
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import syscall
 from quark.kernel.vfs.fdtable import install_pair, nofile_limit
+from quark.kernel.vfs.locks import OFD, OFFSET_MAX, POSIX, Lock, close_posix
 
 Task = Any
+
+LOCK_MAND = 32
 
 # struct flock { short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid; }
 _FLOCK = struct.Struct("<hh4xqqi4x")
@@ -95,7 +102,7 @@ async def sys_close_range(t: Task, a: SyscallArgs) -> int:
     return 0
 
 
-@syscall(72, "fcntl", partial="record locks are checked, not enforced between processes")
+@syscall(72, "fcntl", partial="no leases (F_SETLEASE) or F_NOTIFY; F_SETOWN/O_ASYNC send no SIGIO")
 async def sys_fcntl(t: Task, a: SyscallArgs) -> int:
     fd, cmd, arg = a.int(0), a.uint(1), a.ulong(2)
     f = t.fds.get(fd)
@@ -117,7 +124,7 @@ async def sys_fcntl(t: Task, a: SyscallArgs) -> int:
         f.set_status_flags(arg & 0xFFFFFFFF)
         return 0
     if cmd in (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW):
-        return _record_lock(t, f, cmd, arg)
+        return await _record_lock(t, fd, f, cmd, arg)
     if cmd == F_GETOWN:
         return int(getattr(f, "owner", 0))
     if cmd == F_SETOWN:
@@ -151,31 +158,105 @@ async def sys_fcntl(t: Task, a: SyscallArgs) -> int:
     raise LinuxError(EINVAL)
 
 
-def _record_lock(t: Task, f: Any, cmd: int, arg: int) -> int:
-    """Validate like Linux, then grant: with no lock table, nothing ever conflicts."""
-    ltype, whence, start, length, pid = _FLOCK.unpack(t.mm.read(arg, _FLOCK.size))
-    if ltype not in (F_RDLCK, F_WRLCK, F_UNLCK) or whence not in (0, 1, 2):
+def _flock_to_lock(t: Task, f: Any, raw: bytes, kind: str, owner: Any) -> Lock:
+    """flock64_to_posix_lock: the byte range [start, end] of a struct flock."""
+    ltype, whence, start, length, _ = _FLOCK.unpack(raw)
+    if whence == SEEK_SET:
+        base = 0
+    elif whence == SEEK_CUR:
+        base = _position(f)
+    elif whence == SEEK_END:
+        base = _size(f)
+    else:
         raise LinuxError(EINVAL)
-    if cmd in (F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW) and pid != 0:
+    if start > OFFSET_MAX - base:
+        raise LinuxError(EOVERFLOW)
+    start += base
+    if start < 0:
         raise LinuxError(EINVAL)
-    if cmd in (F_GETLK, F_OFD_GETLK):
-        if ltype == F_UNLCK:
+    if length > 0:
+        if length - 1 > OFFSET_MAX - start:
+            raise LinuxError(EOVERFLOW)
+        end = start + length - 1
+    elif length < 0:
+        if start + length < 0:
             raise LinuxError(EINVAL)
-        t.mm.write(arg, _FLOCK.pack(F_UNLCK, whence, start, length, pid))
+        start, end = start + length, start - 1
+    else:
+        end = OFFSET_MAX
+    if ltype not in (F_RDLCK, F_WRLCK, F_UNLCK):
+        raise LinuxError(EINVAL)
+    return Lock(kind, ltype, start, end, owner, t.pid, f)
+
+
+def _position(f: Any) -> int:
+    """f_pos: host files keep it in the host fd; files without one are at 0."""
+    try:
+        return int(f.lseek(0, SEEK_CUR))
+    except LinuxError:
+        return int(f.pos)
+
+
+def _size(f: Any) -> int:
+    try:
+        return int(f.stat().size)
+    except LinuxError:
         return 0
-    if ltype == F_RDLCK and not f.readable or ltype == F_WRLCK and not f.writable:
+
+
+async def _record_lock(t: Task, fd: int, f: Any, cmd: int, arg: int) -> int:
+    """fcntl_getlk / fcntl_setlk, in Linux's order of checks."""
+    raw = t.mm.read(arg, _FLOCK.size)
+    ltype, _, _, _, pid = _FLOCK.unpack(raw)
+    ofd = cmd in (F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
+    owner = f if ofd else t.fds
+    locks = t.kernel.locks
+    if cmd in (F_GETLK, F_OFD_GETLK):
+        # F_OFD_GETLK takes F_UNLCK (Linux 6.6+): it then reports the caller's locks
+        if cmd == F_GETLK and ltype not in (F_RDLCK, F_WRLCK):
+            raise LinuxError(EINVAL)
+        req = _flock_to_lock(t, f, raw, OFD if ofd else POSIX, owner)
+        if ofd and pid != 0:
+            raise LinuxError(EINVAL)
+        found = locks.test(f, req)
+        out = bytearray(raw)
+        if found is None:
+            struct.pack_into("<h", out, 0, F_UNLCK)
+        else:
+            length = 0 if found.end == OFFSET_MAX else found.end - found.start + 1
+            struct.pack_into("<hh", out, 0, found.type, SEEK_SET)
+            struct.pack_into("<qqi", out, 8, found.start, length,
+                             -1 if found.kind == OFD else found.pid)
+        t.mm.write(arg, bytes(out))
+        return 0
+    req = _flock_to_lock(t, f, raw, OFD if ofd else POSIX, owner)
+    if req.type == F_RDLCK and not f.readable or req.type == F_WRLCK and not f.writable:
+        raise LinuxError(EBADF)
+    if ofd and pid != 0:
+        raise LinuxError(EINVAL)
+    await locks.setlk(t, f, req, cmd in (F_SETLKW, F_OFD_SETLKW))
+    if req.type != F_UNLCK and not ofd and (fd not in t.fds or t.fds.get(fd) is not f):
+        # closed by another thread while we waited: undo, as fcntl_setlk does
+        close_posix(f, t.fds)
         raise LinuxError(EBADF)
     return 0
 
 
-@syscall(73, "flock", partial="advisory locks always granted (no table across processes)")
+_FLOCK_TYPES = {LOCK_SH: F_RDLCK, LOCK_EX: F_WRLCK, LOCK_UN: F_UNLCK}
+
+
+@syscall(73, "flock")
 async def sys_flock(t: Task, a: SyscallArgs) -> int:
     fd, op = a.int(0), a.uint(1)
-    f = t.fds.get(fd)
-    if f.flags & O_PATH:
-        raise LinuxError(EBADF)
-    if op & ~LOCK_NB not in (LOCK_SH, LOCK_EX, LOCK_UN):
+    if op & LOCK_MAND:
+        return 0        # ignored since Linux 5.15 (they never worked)
+    ltype = _FLOCK_TYPES.get(op & ~LOCK_NB)
+    if ltype is None:
         raise LinuxError(EINVAL)
+    f = t.fds.get(fd)
+    if f.flags & O_PATH or ltype != F_UNLCK and not (f.readable or f.writable):
+        raise LinuxError(EBADF)
+    await t.kernel.locks.flock(t, f, ltype, not op & LOCK_NB)
     return 0
 
 
