@@ -97,6 +97,7 @@ class ProcFs(FileSystem):
             "stat": self._file("stat", lambda t: text.stat(self.kernel(t), self.procs(t))),
             "version": self._file("version", lambda t: text.version(self.kernel(t))),
             "filesystems": self._file("filesystems", lambda t: text.filesystems()),
+            "locks": self._file("locks", lambda t: text.locks(self.kernel(t))),
             "mounts": self._link("mounts", lambda t: "self/mounts"),
             "self": self._link("self", lambda t: str(t.pid)),
             "thread-self": self._link("thread-self", lambda t: f"{t.pid}/task/{t.tid}"),

@@ -173,3 +173,9 @@ def host_file(path: str, fallback: str = "") -> str:
             return f.read()
     except OSError:
         return fallback
+
+
+def locks(k: Any) -> str:
+    """/proc/locks: every granted advisory lock (vfs/locks.py)."""
+    table = getattr(k, "locks", None)
+    return table.proc_text() if table is not None else ""
