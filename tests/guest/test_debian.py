@@ -101,6 +101,28 @@ class Cmd(NamedTuple):
         return pytest.param(self, marks=marks, id=self.id)
 
 
+# fcntl record locks between two processes (what sqlite3 and dpkg rely on).
+LOCKF_SCRIPT = """
+import fcntl, os
+f = open("/tmp/lockf", "w")
+fcntl.lockf(f, fcntl.LOCK_EX)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    g = open("/tmp/lockf", "w")
+    try:
+        fcntl.lockf(g, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        print("busy", e.errno, flush=True)
+    os.write(w, b"x")
+    fcntl.lockf(g, fcntl.LOCK_EX)
+    print("free after close", flush=True)
+    os._exit(0)
+os.read(r, 1)
+f.close()
+os.waitpid(pid, 0)
+"""
+
 COMMANDS = [
     # The issue's list.
     Cmd(["bash", "-c", 'for i in 3 1 2; do echo $i; done | sort | tr "\\n" ,'], "1,2,3,"),
@@ -148,6 +170,11 @@ COMMANDS = [
     Cmd(["bash", "-c", "mkfifo /tmp/p && { echo via fifo > /tmp/p & } && timeout 10 cat /tmp/p"],
         "via fifo\n"),
     Cmd(["bash", "-c", "exec 3>/tmp/lock; flock -n 3 && echo locked"], "locked\n"),
+    # flock(1) on the path is another open file description: it must conflict.
+    Cmd(["bash", "-c", ("exec 3>/tmp/lock; flock 3; flock -n /tmp/lock true; echo $?; "
+                       "flock -u 3; flock -n /tmp/lock echo free")], "1\nfree\n",
+        name="flock contention"),
+    Cmd(["python3", "-c", LOCKF_SCRIPT], "busy 11\nfree after close\n", name="python3 lockf"),
     # runc adds /dev/core -> /proc/kcore only where the host has /proc/kcore.
     Cmd(["bash", "-c", "ls /dev | grep -vx core"], None),
     # `timeout`: a Pool whose workers died waits forever.

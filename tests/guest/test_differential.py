@@ -139,6 +139,22 @@ CASES = [
                          "setpgid(child in another session) = -1 EPERM",
                          "setpgid(child after exec) = -1 EACCES",
                          "child: setpgid(parent, 0) = -1 ESRCH")),
+    Case("locks", must=("flock(b, EX|NB), another open = -1 EAGAIN",
+                        "flock(b, EX|NB): a lost its SH = 0", "flock(-1, 16) = -1 EINVAL",
+                        "flock(EX) waits for the holder's close: ok, waited 1",
+                        "F_SETLKW waits for the holder's exit: ok, waited 1",
+                        "  child F_GETLK W [25,26): F_RDLCK whence 0 start 20 len 10 "
+                        "pid of the holder",
+                        "  child F_GETLK R [60,100): F_WRLCK whence 0 start 70 len 30 "
+                        "pid of the holder",
+                        "  child F_GETLK W after the parent closed another fd: F_UNLCK, "
+                        "whence 0 start 0 len 0 kept",
+                        "EDEADLK exactly once: 1, other errors 0, child status ok 1",
+                        "F_OFD_GETLK W on b: F_WRLCK whence 0 start 0 len 10 pid -1",
+                        "F_OFD_SETLK l_pid 1 = -1 EINVAL", "F_SETLK W on O_RDONLY = -1 EBADF",
+                        "l_start max, len 2 = -1 EOVERFLOW", "F_SETLK bad pointer = -1 EFAULT",
+                        "F_SETLKW, signal without SA_RESTART: EINTR, handler ran 1",
+                        "flock(EX), signal with SA_RESTART: ok, handler ran 1")),
 ]
 PROGRAM_NAMES = sorted({c.prog for c in CASES})
 
