@@ -232,3 +232,41 @@ def test_fcntl_checks_and_getlk_writeback(env: Any) -> None:
     assert sys(a, 73, fd, LOCK_EX | LOCK_NB) == -EAGAIN
     assert sys(a, 73, fd, 3) == -EINVAL
     assert sys(a, 73, 99, LOCK_EX) == -EBADF
+
+
+# ---- real files through the VFS: host files by (dev, ino), tmpfs and memfd by node
+def test_vfs_files_and_proc_locks(tmp_path: Any) -> None:
+    from quark.kernel.abi.linux import LOCK_SH, O_CREAT
+    from tests.unit.kernel.fakes import FakeKernel, call
+
+    (tmp_path / "rootfs/tmp").mkdir(parents=True)
+    k = FakeKernel(str(tmp_path / "rootfs"))
+    k.vfs.mount("/proc", "proc", "proc", [])
+    k.vfs.mount("/dev/shm", "tmpfs", "shm", [])
+    a, b = k.task(1), k.task(2)
+    for path in ("/tmp/f", "/dev/shm/f"):
+        fa = call(a, 2, a.mm.cstr(path), O_RDWR | O_CREAT, 0o644)
+        fb = call(b, 2, b.mm.cstr(path), O_RDWR, 0)
+        assert fa >= 0 and fb >= 0
+        assert call(a, 73, fa, LOCK_EX | LOCK_NB) == 0
+        assert call(b, 73, fb, LOCK_SH | LOCK_NB) == -EAGAIN, path
+        lk = a.mm.put(_FLOCK.pack(F_WRLCK, 0, 5, 0, 0))
+        assert call(a, 72, fa, F_SETLK, lk) == 0
+        assert call(b, 72, fb, F_SETLK, b.mm.put(_FLOCK.pack(F_RDLCK, 0, 9, 1, 0))) == -EAGAIN
+        fd = call(a, 2, a.mm.cstr("/proc/locks"), O_RDONLY, 0)
+        buf = a.mm.alloc(4096)
+        text = a.mm.read(buf, call(a, 0, fd, buf, 4096)).decode()
+        call(a, 3, fd)
+        lines = [ln.split(" ", 1)[1].split() for ln in text.splitlines()]
+        assert [(ln[0], ln[2], ln[3], ln[5], ln[6]) for ln in lines] == \
+            [("POSIX", "WRITE", "1", "5", "EOF"), ("FLOCK", "WRITE", "1", "0", "EOF")], text
+        call(a, 3, fa)          # the last reference: flock and POSIX locks both go
+        assert call(b, 73, fb, LOCK_EX | LOCK_NB) == 0
+        call(b, 3, fb)
+        assert k.locks.contexts == {}
+    mfd = call(a, 319, a.mm.cstr("m"), 0)   # memfd_create
+    dup = call(a, 32, mfd)
+    assert call(a, 73, mfd, LOCK_EX | LOCK_NB) == 0 and call(a, 73, dup, LOCK_EX | LOCK_NB) == 0
+    call(a, 3, mfd)
+    call(a, 3, dup)
+    assert k.locks.contexts == {}
