@@ -315,7 +315,9 @@ def inode_key(f: Any) -> tuple[Hashable, Any]:
     if cached is not None:
         return cached      # type: ignore[no-any-return]
     key: tuple[Hashable, Any] | None = None
-    hfd = f.host_fd if f.host_fd is not None else getattr(f, "dir_fd", None)
+    hfd = getattr(f, "host_fd", None)
+    if hfd is None:
+        hfd = getattr(f, "dir_fd", None)
     if isinstance(hfd, int):
         try:
             st = os.fstat(hfd)
@@ -324,8 +326,9 @@ def inode_key(f: Any) -> tuple[Hashable, Any]:
             key = None
     if key is None:
         obj = getattr(f, "node", None) or getattr(f, "pipe", None)
-        if obj is None and f.loc is not None:
-            node = f.loc.node
+        loc = getattr(f, "loc", None)
+        if obj is None and loc is not None:
+            node = loc.node
             key = (("node", id(node.fs), node.key()), node.fs)
         else:
             obj = f if obj is None else obj
