@@ -560,6 +560,11 @@ def main() -> int:
             columns += [Column(f"quark {x}", rt, {"QUARK_SYSCALL_PATH": x}) for x in paths]
         else:
             columns.append(Column(rt, rt))
+    if "quark" in runtimes:
+        # As a pip install does: else a module whose .pyc is stale (edited since)
+        # is compiled again by every run when PYTHONDONTWRITEBYTECODE is set.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "quark")],
+                       stdout=subprocess.DEVNULL, check=False)
     started, load0 = time.monotonic(), loadavg()
     with tempfile.TemporaryDirectory(prefix="quark-bench-") as tmp:
         results = measure(Bench(Path(tmp), ns), columns)
