@@ -394,6 +394,10 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
             sig, code = _FAULT_SIGNALS.get(vector, (L.SIGSEGV, SI_KERNEL))
             addr = rip if sig in (L.SIGILL, L.SIGFPE) else 0
             force_fault(t, SigInfo(sig, code, addr=addr))
+        if code:
+            # What Linux's show_signal_msg prints: the first look at a crash.
+            log.info("%s[%d]: fault vector %d at %#x ip %#x sp %#x error %#x code %d",
+                     t.comm, t.tid, vector, cr2, rip, rsp, err, code)
         if not _freeze_point(t):
             return False
         regs = vcpu.get_regs()

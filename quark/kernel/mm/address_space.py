@@ -340,7 +340,12 @@ class AddressSpace:
                 except LinuxError:
                     return SEGV_MAPERR
                 return 0
-            return SEGV_ACCERR      # present with these rights: a real violation
+            # Present, and its VMA allows the access: another vCPU of this space
+            # populated the page between the fault and now (Linux calls this a
+            # spurious fault). Retry; the page-table entry is restored if missing.
+            if not self.pt.entry(page):
+                self.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
+            return 0
         if vma.file is not None and page >= self._eof_page(vma):
             return -BUS_ADRERR      # SIGBUS: a file mapping past the end of the file
         try:

@@ -132,3 +132,23 @@ def test_shared_futex_keys(machine) -> None:
     assert FutexTable.key(mm, p) != FutexTable.key(child, p)
     child.release()
     mm.release()
+
+
+def test_a_fault_on_a_page_another_vcpu_just_mapped_is_retried(machine) -> None:
+    """Two threads fault on one page; the second finds it present and must retry,
+    not get SIGSEGV (a spurious fault, as Linux calls it)."""
+    from quark.kernel.mm import address_space as AS
+    mm = _space(machine)
+    rw = mm.mmap(0, 1 << 20, L.PROT_READ | L.PROT_WRITE | L.PROT_EXEC,
+                 L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    ro = mm.mmap(0, 1 << 20, L.PROT_READ, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    page = rw + 0x80000
+    assert mm.handle_fault(page, 0x6) == 0          # the first thread populates it
+    for err in (0x4, 0x6, 0x7, 0x14):               # read, write, present write, fetch
+        assert mm.handle_fault(page + 8, err) == 0
+    mm.pt.unmap(page)                               # a lost entry is put back
+    assert mm.handle_fault(page, 0x4) == 0 and mm.pt.entry(page)
+    mm.read(ro + 0x80000, 1)
+    assert mm.handle_fault(ro + 0x80000, 0x7) == AS.SEGV_ACCERR   # still a violation
+    assert mm.handle_fault(ro + 0x80000, 0x15) == AS.SEGV_ACCERR
+    mm.release()
