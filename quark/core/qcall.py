@@ -28,6 +28,7 @@ class Poller:
         self.stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         machine.add_doorbell(self.efd)
         self.serve = serve
+        self.machine = machine
         self.window = window
         self.thread = threading.Thread(target=self._run, name="qcall-poller", daemon=True)
         self._stopping = False
@@ -47,7 +48,9 @@ class Poller:
         p.register(self.stop_fd, select.POLLIN)
         serve, window = self.serve, self.window
         monotonic, yield_cpu = time.monotonic, os.sched_yield
+        polling = self._set_polling
         last = monotonic()
+        polling(True)
         try:
             while not self._stopping:
                 if serve():
@@ -56,15 +59,30 @@ class Poller:
                 if monotonic() - last < window:
                     yield_cpu()          # lets vCPU threads have the GIL and the CPU
                     continue
+                # About to sleep: gates must ring again. The eventfd read below is a
+                # locked instruction in the host kernel, so the cleared flags are
+                # visible before the last pass reads the slots (see gate_qcall).
+                polling(False)
                 try:
                     os.eventfd_read(self.efd)
                 except BlockingIOError:
                     pass
-                if serve():              # a doorbell between the last pass and now
+                if serve():              # a call posted before the flags went down
+                    polling(True)
                     last = monotonic()
                     continue
                 p.poll()
+                polling(True)
                 self.wakeups += 1
                 last = monotonic()
         except Exception:   # the exit path still serves every call
             log.exception("QCall poller stopped; calls fall back to the exit path")
+        finally:
+            polling(False)
+
+    def _set_polling(self, on: bool) -> None:
+        for v in list(self.machine.vcpus):
+            try:
+                v.qc_set_polling(on)
+            except ValueError:
+                pass            # a vCPU closed meanwhile: its mailbox view is gone

@@ -200,6 +200,12 @@ class Vcpu:
     def qc_bounced(self) -> bool:
         return bool(self._mb32[L.MB_BOUNCE // 4])
 
+    def qc_set_polling(self, on: bool) -> None:
+        """Tell the gate whether the poller is polling (then it skips the doorbell).
+        Clearing must be followed by a locked instruction before the states are
+        read again (the poller's eventfd read is one): see gate_qcall."""
+        self._mb32[L.MB_POLLING // 4] = 1 if on else 0
+
     def qc_running(self) -> None:
         self._mb32[L.MB_STATE // 4] = L.QC_RUNNING
 

@@ -55,6 +55,7 @@ MB_SPIN = 0x3C
 MB_WAIT = 0x40
 MB_BOUNCE = 0x44
 MB_RET = 0x48
+MB_POLLING = 0x50
 QC_IDLE, QC_SUBMITTED, QC_RUNNING, QC_DONE, QC_BOUNCED = 0, 1, 2, 3, 4
 
 # iret frame pushed on the RSP0 stack by a fault from user mode, after the stub's two
