@@ -258,6 +258,8 @@ class AddressSpace:
         except OutOfMemory:
             raise LinuxError(ENOMEM) from None
         if vma.file is not None:
+            if shared.live:     # a private copy of what shared mappings hold now
+                shared.before_read(vma.file, vma.offset + (va - vma.start), len(pages) * PAGE)
             views = [self.view[f:f + PAGE] for f in frames]
             try:
                 vma.file.read_at(views, vma.offset + (va - vma.start))

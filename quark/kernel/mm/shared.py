@@ -10,10 +10,13 @@ Some facts this rests on:
 - Frame ownership uses the allocator's holder counts: the object holds each of its
   frames once, and every address space mapping it holds it once more, so a frame is
   discarded only after the object and every mapping let go (memory.FrameAllocator).
-- Modified pages reach the file at msync and when the last mapping goes (munmap,
-  exit, exec). read(2)/write(2) do not look at mapped pages in between; Linux's
-  coherence there comes from a single page cache, which host files do not share
-  with guest frames.
+- Host files do not share a page cache with guest frames, so coherence with
+  read(2)/write(2) is kept by hand, as Linux keeps it for a page cache: before a
+  read of a file with a live shared object the pages it covers are written back,
+  and after a write the pages it covers are read again (``before_read`` /
+  ``after_write``). Modified pages also reach the file at msync and when the last
+  mapping goes (munmap, exit, exec). Both hooks cost one dict test while no file
+  is mapped shared.
 """
 
 from __future__ import annotations
@@ -59,7 +62,11 @@ class SharedPages:
         with contextlib.suppress(LinuxError):
             self.write_back(0, None)
         if self.key is not None:
-            registry(self.alloc).pop(self.key, None)
+            objs = live.get(self.key, [])
+            if self in objs:
+                objs.remove(self)
+            if not objs:
+                live.pop(self.key, None)
         frames, self.pages = list(self.pages.values()), {}
         self.alloc.free_many(frames)
         for f in (self.file, self.writer):
@@ -110,6 +117,52 @@ class SharedPages:
             raise LinuxError(EIO)
 
 
+    def reload(self, first: int, last: int | None) -> None:
+        """Read pages ``first`` .. ``last`` (None: all) again from the file, after a
+        write(2) changed it underneath the mappings."""
+        if self.file is None:
+            return
+        for index, f in self.pages.items():
+            if index < first or (last is not None and index > last):
+                continue
+            v = self.view[f:f + PAGE]
+            try:
+                n = self.file.read_at([v], index * PAGE)
+            except LinuxError:
+                n = 0
+            v[n:] = bytes(PAGE - n)     # past the end of the file a page reads zeros
+            v.release()
+
+
+def _pages(offset: int | None, n: int) -> tuple[int, int | None]:
+    if offset is None:
+        return 0, None          # the file position is the host's: cover everything
+    return offset // PAGE, (offset + max(n, 1) - 1) // PAGE
+
+
+def before_read(file: Any, offset: int | None, n: int) -> None:
+    """read(2) of ``file`` is about to read ``n`` bytes at ``offset``."""
+    if not live:
+        return
+    objs = live.get(file_key(file))
+    if objs:
+        first, last = _pages(offset, n)
+        for o in objs:
+            with contextlib.suppress(LinuxError):
+                o.write_back(first, last)
+
+
+def after_write(file: Any, offset: int | None, n: int) -> None:
+    """write(2) of ``file`` changed ``n`` bytes at ``offset``."""
+    if not live:
+        return
+    objs = live.get(file_key(file))
+    if objs:
+        first, last = _pages(offset, n)
+        for o in objs:
+            o.reload(first, last)
+
+
 def _pwrite(file: Any, data: memoryview, off: int) -> None:
     fd = file.host_fd
     if fd is not None:
@@ -122,12 +175,9 @@ def _pwrite(file: Any, data: memoryview, off: int) -> None:
     file.write_at([data], off)
 
 
-def registry(alloc: Any) -> dict[Any, SharedPages]:
-    """The machine's shared objects of files, by inode."""
-    reg = getattr(alloc, "shared_objects", None)
-    if reg is None:
-        reg = alloc.shared_objects = {}
-    return reg
+# The shared objects of files, by inode: one per machine (a process normally has
+# one machine; tests make several).
+live: dict[Any, list[SharedPages]] = {}
 
 
 def file_key(file: Any) -> Any:
@@ -150,10 +200,11 @@ def for_mapping(alloc: Any, view: memoryview, file: Any) -> SharedPages:
     key = file_key(file) if file is not None else None
     if key is None:
         return SharedPages(alloc, view)
-    reg = registry(alloc)
-    obj = reg.get(key)
-    if obj is None:
-        obj = reg[key] = SharedPages(alloc, view, file, key)
-    else:
-        obj.note_file(file)
+    objs = live.setdefault(key, [])
+    for obj in objs:
+        if obj.alloc is alloc:
+            obj.note_file(file)
+            return obj
+    obj = SharedPages(alloc, view, file, key)
+    objs.append(obj)
     return obj

@@ -93,6 +93,16 @@ static void file_shared(void)
     char buf[64] = {0};
     pread(fd, buf, 27, 0);
     say("pread after msync: \"%s\"\n", buf);
+    /* One page cache: read(2) sees mapped stores, the mapping sees write(2). */
+    strcpy(m + 100, "stored, not synced");
+    memset(buf, 0, sizeof buf);
+    pread(fd, buf, 18, 100);
+    say("pread sees a store: \"%s\"\n", buf);
+    pwrite(fd, "pwritten", 8, PG + 5);
+    say("mapping sees pwrite: \"%.8s\"\n", m + PG + 5);
+    lseek(fd, 200, SEEK_SET);
+    write(fd, "via write", 9);
+    say("mapping sees write: \"%.9s\"\n", m + 200);
     strcpy(m, "before munmap, no msync");
     munmap(m, 2 * PG);
     memset(buf, 0, sizeof buf);
@@ -138,6 +148,12 @@ static void memfd_shared(void)
     char *b = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     strcpy(a, "alias");
     say("two mappings of one memfd alias: \"%s\"\n", b);
+    pwrite(fd, "PW", 2, 0);
+    say("memfd mapping sees pwrite: \"%s\"\n", b);
+    strcpy(a + 10, "mapped");
+    char rb[8] = {0};
+    pread(fd, rb, 6, 10);
+    say("memfd pread sees a store: \"%s\"\n", rb);
     pid_t pid = fork();
     if (pid == 0) {
         strcpy(b, "memfd child");

@@ -45,6 +45,7 @@ from quark.kernel.abi.linux import (
 from quark.kernel.errors import LinuxError
 from quark.kernel.fs.host import host_ffi, uring_io
 from quark.kernel.fs.host.fs import host_errors
+from quark.kernel.mm import shared
 from quark.kernel.vfs.dirfile import DirFile
 from quark.kernel.vfs.file import File
 from quark.kernel.vfs.path import Location
@@ -97,11 +98,21 @@ class HostFile(File):
 
     def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         assert self.host_fd is not None
+        if shared.live:                 # pages of this file mapped shared: see mm/shared.py
+            shared.before_read(self, offset, sum(len(b) for b in bufs))
         return vec_io(os.readv if offset is None else os.preadv, self.host_fd, bufs, offset)
 
     def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         assert self.host_fd is not None
-        return vec_io(os.writev if offset is None else os.pwritev, self.host_fd, bufs, offset)
+        if shared.live:
+            # Mapped stores to the pages this write covers part of must reach the
+            # file first, or reloading those pages after it would lose them.
+            shared.before_read(self, None if self.flags & O_APPEND else offset,
+                               sum(len(b) for b in bufs))
+        n = vec_io(os.writev if offset is None else os.pwritev, self.host_fd, bufs, offset)
+        if shared.live and n:
+            shared.after_write(self, None if self.flags & O_APPEND else offset, n)
+        return n
 
     def read_at(self, bufs: list[memoryview], offset: int) -> int:
         assert self.host_fd is not None

@@ -39,6 +39,7 @@ from quark.kernel.abi.linux import (
     TMPFS_MAGIC,
 )
 from quark.kernel.errors import LinuxError
+from quark.kernel.mm import shared
 from quark.kernel.vfs import perm
 from quark.kernel.vfs.dirfile import DirFile
 from quark.kernel.vfs.file import File, PathFile
@@ -372,6 +373,9 @@ class TmpFile(File):
         return done
 
     async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
+        if shared.live:                 # pages of this file mapped shared: see mm/shared.py
+            shared.before_read(self, self.pos if offset is None else offset,
+                               sum(len(b) for b in bufs))
         n = self.read_at(bufs, self.pos if offset is None else offset)
         if offset is None:
             self.pos += n
@@ -387,12 +391,16 @@ class TmpFile(File):
         if total == 0:
             return 0
         end = pos + total
+        if shared.live:     # mapped stores first, as in HostFile.writev_now
+            shared.before_read(self, pos, total)
         if end > len(node.data):
             node.resize(end)
         for b in bufs:
             node.data[pos:pos + len(b)] = b
             pos += len(b)
         node.touch()
+        if shared.live:
+            shared.after_write(self, pos - total, total)
         if offset is None:
             self.pos = pos
         return total
