@@ -19,7 +19,7 @@ async def sys_brk(t: Task, a: SyscallArgs) -> int:
     return t.mm.set_brk(a.ulong(0))
 
 
-@syscall(9, "mmap", partial="MAP_SHARED pages reach read(2) of the file at msync/munmap")
+@syscall(9, "mmap", partial="host processes outside the sandbox see MAP_SHARED stores at msync/munmap")
 async def sys_mmap(t: Task, a: SyscallArgs) -> int:
     addr, length, prot, flags, fd, off = (a.ulong(0), a.ulong(1), a.int(2), a.int(3),
                                           a.int(4), a.long(5))
