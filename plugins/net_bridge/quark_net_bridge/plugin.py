@@ -3,8 +3,8 @@
 For a sandbox whose config.json asks for a new network namespace (Quark has just
 made it, loopback up), on the host side:
 - a bridge (``quark0``) holding the gateway address (``10.88.0.1/16``), made once;
-- a veth pair per sandbox: ``qb<hash>`` on the bridge, its peer moved into the
-  sandbox's namespace and renamed ``eth0``, with the leased address and a default
+- a veth pair per sandbox: ``qb<hash>`` on the bridge, its peer made in the
+  sandbox's namespace as ``eth0``, with the leased address and a default
   route through the gateway;
 - IPv4 forwarding on, masquerade for the subnet (nat.py), and published ports
   (annotation ``org.quark.net_bridge.ports = "8080:80,53:53/udp"``) as DNAT.
@@ -139,7 +139,7 @@ def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str
     annotations = getattr(spec, "annotations", None) or {}
     ports = parse_ports(annotations.get(PORTS_ANNOTATION, ""))
     nat = Nat(conf["bridge"], str(ipaddress.ip_network(conf["subnet"], strict=False)))
-    host_if, peer_tmp = veth_name(sandbox_id), "qp" + veth_name(sandbox_id)[2:]
+    host_if = veth_name(sandbox_id)
     pid = os.getpid()
     leases = _leases(conf)
     try:
@@ -156,18 +156,19 @@ def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str
                     stale = ip.link_index(host_if)
                     if stale is not None:
                         ip.link_del(stale)
-                    ip.link_add(host_if, "veth", peer=peer_tmp)
+                    # The peer is born in the sandbox's namespace, as eth0 (the
+                    # namespace is new: nothing else has the name).
+                    ip.link_add(host_if, "veth", peer="eth0", peer_netns_fd=netns,
+                                mtu=conf["mtu"])
                     hidx = _index(ip, host_if)
                     ip.link_set(hidx, master=br, mtu=conf["mtu"], up=True)
-                    ip.link_set(_index(ip, peer_tmp), netns_fd=netns)
                     host_mac, br_mac = ip.link_mac(hidx), ip.link_mac(br)
                 # A netlink socket acts in the namespace it was made in: make the
                 # container's one there.
                 _setns(netns)
                 try:
                     with Rtnl() as ip:
-                        pidx = _index(ip, peer_tmp)
-                        ip.link_set(pidx, ifname="eth0", mtu=conf["mtu"])
+                        pidx = _index(ip, "eth0")
                         ip.addr_add(pidx, str(addr), leases.net.prefixlen)
                         ip.link_set(pidx, up=True)
                         ip.default_route(str(leases.gateway))
