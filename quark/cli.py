@@ -7,7 +7,7 @@ slot in the same way.
 
 Failures print one line, `quark: <message>`, on stderr (and one record to the log,
 JSON with --log-format json, as containerd and podman read it) and exit 1; the
-traceback only with --debug. Heavy modules (uvloop, the kernel) are
+traceback only with --debug. Heavy modules (structlog, uvloop, the kernel) are
 imported only by the commands that use them.
 """
 

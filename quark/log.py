@@ -4,40 +4,24 @@ Two formats, the ones runc writes for containerd and podman to read:
 - json: one object a line, `{"level": "info", "msg": "...", "time": "<RFC 3339>", ...}`
 - text: logfmt, `time=... level=info msg="..." key=value`
 
-`setup_logging()` chooses the file, format and level; before it (or if the file
-cannot be opened) log calls go nowhere. `get_logger()` gives structlog-style bound
-loggers (`log.bind(id=...).info("msg", key=value)`), and the stdlib `logging`
-records of `quark.*` are routed to the same file.
-
-The records are the ones structlog 23-26 wrote with the processors this module
-used to configure (merge_contextvars, add_log_level, TimeStamper(iso, utc, "time"),
-format_exc_info, EventRenamer("msg"), then JSONRenderer(default=str) or
-LogfmtRenderer(key_order=[time, level, msg], drop_missing=True)), byte for byte:
-rendering them here saves importing and configuring structlog, ~15-25 ms of every
-`quark` command that logs, i.e. of every container start.
+`setup_logging()` configures structlog once per process; before it (or if the file
+cannot be opened) log calls go nowhere. structlog is imported only here and only when
+logging is set up, so commands that do not log start faster.
 """
 
 from __future__ import annotations
 
-import logging
-
 import datetime as _dt
 import json
+import logging
 import os
-import sys
-import threading
 import time
-import traceback
 from typing import Any, TextIO
 
 from .config import LogConfig
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 _file: TextIO | None = None
-# Where records go: (file, format, minimum level), or None to drop them all.
-_sink: tuple[TextIO, str, int] | None = None
-_write_lock = threading.Lock()
 _phases: list[tuple[str, float]] = [("main", time.monotonic())]
 
 
@@ -74,117 +58,24 @@ def _open(path: str) -> TextIO | None:
         return None
 
 
-def _utc_now() -> str:
-    return _dt.datetime.now(tz=_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+def _drop(_logger: Any, _method: str, _event: Any) -> Any:
+    import structlog
+
+    raise structlog.DropEvent
 
 
-def _exc_text(exc_info: Any) -> str | None:
-    """structlog's format_exc_info: a traceback from an exception, an exc_info
-    tuple, or True (the exception being handled)."""
-    if isinstance(exc_info, BaseException):
-        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
-    elif not (isinstance(exc_info, tuple) and len(exc_info) == 3):
-        if not exc_info:
-            return None
-        exc_info = sys.exc_info()
-        if exc_info[0] is None:
-            return None
-    text = "".join(traceback.format_exception(*exc_info))
-    return text.removesuffix("\n")
-
-
-def _logfmt_value(key: str, value: Any) -> str:
-    if value is None:
-        return f"{key}="
-    if isinstance(value, bool):
-        return key if value else f"{key}=false"
-    text = str(value)
-    quote = " " in text or "=" in text or '"' in text
-    if quote and "\\" in text:
-        text = text.replace("\\", "\\\\")
-    text = text.replace('"', '\\"').replace("\n", "\\n")
-    return f'{key}="{text}"' if quote else f"{key}={text}"
-
-
-def _render(fmt: str, method: str, event: Any, fields: dict[str, Any]) -> str:
-    rec = dict(fields)
-    exc = rec.pop("exc_info", None)
-    rec["level"] = method
-    rec["time"] = _utc_now()
-    if exc is not None:
-        text = _exc_text(exc)
-        if text:
-            rec["exception"] = text
-    rec["msg"] = event
-    if fmt == "json":
-        return json.dumps(rec, default=str)
-    head = [(k, rec.pop(k)) for k in ("time", "level", "msg") if k in rec]
-    parts = []
-    for key, value in [*head, *rec.items()]:
-        if any(c <= " " for c in key):
-            raise ValueError(f'Invalid key: "{key}"')
-        parts.append(_logfmt_value(key, value))
-    return " ".join(parts)
-
-
-def _emit(level: int, event: Any, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
-    sink = _sink
-    if sink is None or level < sink[2]:
-        return
-    f, fmt, _min = sink
-    line = _render(fmt, _NAMES[level], event % args if args else event, fields)
-    with _write_lock:
-        f.write(line + "\n")
-        f.flush()
-
-
-class BoundLogger:
-    """structlog's filtering bound logger, as quark uses it: ``bind`` adds context,
-    each level method writes one record (if the level passes)."""
-
-    __slots__ = ("_context",)
-
-    def __init__(self, context: dict[str, Any]) -> None:
-        self._context = context
-
-    def bind(self, **values: Any) -> BoundLogger:
-        return BoundLogger({**self._context, **values})
-
-    def log(self, level: int, event: Any, *args: Any, **kw: Any) -> None:
-        _emit(level, event, args, {**self._context, **kw})
-
-    def debug(self, event: Any, *args: Any, **kw: Any) -> None:
-        _emit(10, event, args, {**self._context, **kw})
-
-    def info(self, event: Any, *args: Any, **kw: Any) -> None:
-        _emit(20, event, args, {**self._context, **kw})
-
-    def warning(self, event: Any, *args: Any, **kw: Any) -> None:
-        _emit(30, event, args, {**self._context, **kw})
-
-    warn = warning
-
-    def error(self, event: Any, *args: Any, **kw: Any) -> None:
-        _emit(40, event, args, {**self._context, **kw})
-
-    def exception(self, event: Any, *args: Any, **kw: Any) -> None:
-        kw.setdefault("exc_info", True)
-        _emit(40, event, args, {**self._context, **kw})
-
-    def critical(self, event: Any, *args: Any, **kw: Any) -> None:
-        _emit(50, event, args, {**self._context, **kw})
-
-
-class _ToFile(logging.Handler):
+class _ToStructlog(logging.Handler):
     """Routes the kernel's and core's stdlib ``logging`` records (``quark.*``) into
-    the log file, so nothing of ours reaches the container's stderr."""
+    the structlog file, so nothing of ours reaches the container's stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        import structlog
+        log = structlog.get_logger(record.name)
         kw: dict[str, Any] = {"logger": record.name}
         if record.exc_info:
             kw["exc_info"] = record.exc_info
         try:
-            _emit(record.levelno, record.getMessage(), (), kw)
+            log.log(record.levelno, record.getMessage(), **kw)
         except Exception:  # noqa: BLE001 - logging must never break the sandbox
             pass
 
@@ -194,25 +85,56 @@ def _bridge_stdlib(level: str, enabled: bool) -> None:
     root.propagate = False
     for h in list(root.handlers):
         root.removeHandler(h)
-    root.addHandler(_ToFile() if enabled else logging.NullHandler())
+    root.addHandler(_ToStructlog() if enabled else logging.NullHandler())
     root.setLevel(_LEVELS.get(level, logging.INFO))
 
 
+def _configure_silent(structlog: Any) -> None:
+    """Every record dropped: structlog's default would print to stdout, which is the
+    container's."""
+    structlog.configure(
+        processors=[_drop],
+        logger_factory=structlog.ReturnLoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS["error"]),
+        cache_logger_on_first_use=False,
+    )
+
+
 def setup_logging(cfg: LogConfig) -> bool:
-    """Send records to `cfg.path` in `cfg.format` at `cfg.level` and above.
+    """Send structlog output to `cfg.path` in `cfg.format` at `cfg.level` and above.
 
     Returns False (and logs nothing) when the file cannot be opened.
     """
-    global _file, _sink
+    global _file
+    import structlog
+
     f = _open(cfg.path)
     if f is None:
-        _sink = None
+        _configure_silent(structlog)
         _bridge_stdlib(cfg.level, False)
         return False
     if _file is not None and _file is not f:
         _file.close()
     _file = f
-    _sink = (f, cfg.format, _LEVELS[cfg.level])
+    common: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        structlog.processors.format_exc_info,
+        structlog.processors.EventRenamer("msg"),
+    ]
+    renderer: Any
+    if cfg.format == "json":
+        renderer = structlog.processors.JSONRenderer(default=str)
+    else:
+        renderer = structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"],
+                                                       drop_missing=True)
+    structlog.configure(
+        processors=[*common, renderer],
+        logger_factory=structlog.WriteLoggerFactory(file=f),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[cfg.level]),
+        cache_logger_on_first_use=False,
+    )
     _bridge_stdlib(cfg.level, True)
     return True
 
@@ -226,11 +148,16 @@ def flush() -> None:
             pass
 
 
-def get_logger(name: str | None = None, **context: Any) -> BoundLogger:
-    """A logger bound to `context` and `logger=name`."""
+def get_logger(name: str | None = None, **context: Any) -> Any:
+    """A structlog logger bound to `logger=name` and `context`."""
+    import structlog
+
+    if not structlog.is_configured():
+        _configure_silent(structlog)     # before setup_logging: nowhere, never stdout
+    log = structlog.get_logger()
     if name:
         context["logger"] = name
-    return BoundLogger(context)
+    return log.bind(**context) if context else log
 
 
 def write_error(path: str | None, fmt: str, msg: str) -> None:

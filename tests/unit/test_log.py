@@ -44,3 +44,15 @@ def test_write_error(tmp_path: Path) -> None:
     first, second = path.read_text().splitlines()
     assert json.loads(first)["msg"] == "bad thing"
     assert second.endswith('level=error msg="say \\"hi\\""')
+
+
+def test_nothing_reaches_stdout_before_setup() -> None:
+    """stdout is the container's: a record logged before setup_logging (an early
+    failure) goes nowhere, where structlog's default would print it."""
+    import subprocess
+    import sys
+    code = ("from quark.log import get_logger\n"
+            "get_logger('early').error('must not be printed', key=1)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True)
+    assert p.stdout == "" and p.stderr == ""
