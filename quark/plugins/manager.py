@@ -14,11 +14,10 @@ container on the host.
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import importlib.metadata
 import logging
 import os
-import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 import pluggy
 
@@ -150,94 +149,9 @@ def _wanted() -> set[str] | None:
     return set() if names == {"none"} else names
 
 
-class EntryPoint(NamedTuple):
-    """One ``name = module[:attr]`` line of the ``[quark]`` group, and the metadata
-    directory of its distribution."""
-
-    name: str
-    value: str
-    meta: str
-
-    def distribution(self) -> tuple[str | None, str | None]:
-        """The distribution's Name and Version, from its METADATA (PKG-INFO)."""
-        name = version = None
-        for fname in ("METADATA", "PKG-INFO"):
-            try:
-                with open(os.path.join(self.meta, fname), encoding="utf-8") as f:
-                    for line in f:
-                        if not line.strip():
-                            break       # the headers end at the first blank line
-                        key, _, value = line.partition(":")
-                        if key == "Name":
-                            name = value.strip()
-                        elif key == "Version":
-                            version = value.strip()
-                break
-            except OSError:
-                continue
-        return name, version
-
-    def load(self) -> Any:
-        module, _, attr = self.value.partition(":")
-        obj: Any = importlib.import_module(module.strip())
-        for part in attr.split("[", 1)[0].strip().split(".") if attr else ():
-            obj = getattr(obj, part)
-        return obj
-
-
-def entry_points(group: str = GROUP) -> list[EntryPoint]:
-    """The entry points of ``group`` of the distributions on sys.path.
-
-    What importlib.metadata.entry_points(group=...) finds, read directly: in each
-    sys.path directory, each ``*.dist-info`` / ``*.egg-info`` directory's
-    ``entry_points.txt``; a distribution seen on an earlier path entry hides later
-    ones of the same (normalized) name. Importing importlib.metadata and building
-    its objects for every installed distribution cost ~15 ms of every sandbox's
-    start; this reads one small file per distribution that has any."""
-    found: list[EntryPoint] = []
-    seen: set[str] = set()
-    for entry in sys.path:
-        try:
-            names = sorted(os.listdir(entry or "."))
-        except OSError:
-            continue
-        for meta in names:
-            if not meta.endswith((".dist-info", ".egg-info")):
-                continue
-            dist = meta.rpartition(".")[0].partition("-")[0]
-            key = dist.lower().replace("-", "_").replace(".", "_")
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                with open(os.path.join(entry or ".", meta, "entry_points.txt"),
-                          encoding="utf-8") as f:
-                    text = f.read()
-            except OSError:
-                continue
-            path = os.path.join(entry or ".", meta)
-            found += [EntryPoint(n, v, path) for n, v in _section(text, group)]
-    return found
-
-
-def _section(text: str, group: str) -> list[tuple[str, str]]:
-    """The ``name = value`` lines of section ``[group]`` of an entry_points.txt."""
-    out, inside = [], False
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            inside = line == f"[{group}]"
-        elif inside and "=" in line:
-            name, _, value = line.partition("=")
-            out.append((name.strip(), value.strip()))
-    return out
-
-
 def entry_point_names() -> set[str]:
     """Names in the ``quark`` entry-point group (no plugin code is imported)."""
-    return {ep.name for ep in entry_points(GROUP)}
+    return {ep.name for ep in importlib.metadata.entry_points(group=GROUP)}
 
 
 def _register_builtins(pm: QuarkPluginManager, config: Any) -> None:
@@ -252,12 +166,14 @@ def _register_builtins(pm: QuarkPluginManager, config: Any) -> None:
 
 def _register_entry_points(pm: QuarkPluginManager) -> None:
     wanted = _wanted()
-    for ep in sorted(entry_points(GROUP), key=lambda e: e.name):
+    for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
         if wanted is not None and ep.name not in wanted:
             continue
         if pm.has_plugin(ep.name):
-            continue            # two distributions declaring one name: the first wins
-        info = PluginInfo(ep.name, ep.value, *ep.distribution())
+            continue            # the same distribution seen twice on sys.path
+        dist = ep.dist
+        info = PluginInfo(ep.name, ep.value, dist.name if dist else None,
+                          dist.version if dist else None)
         pm.infos.append(info)
         try:
             plugin = ep.load()
