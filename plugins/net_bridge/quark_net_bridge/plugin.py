@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from quark.plugins import hookimpl
@@ -90,14 +92,59 @@ def _ensure_bridge(ip: Rtnl, conf: dict[str, Any], leases: Leases) -> int:
     return idx
 
 
-def _remove_links(sandbox_id: str) -> None:
+def _in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a forked child; its JSON-able result, or its OSError here.
+
+    pyroute2, even its IPRoute alone, adds ~10 MiB and ~40 ms of imports to the
+    process that loads it; done in a short-lived child, the sandbox (which lives as
+    long as the container) never carries it. The sandbox is single-threaded here
+    (netns.enter runs before any thread starts), so fork is safe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            try:
+                out: dict[str, Any] = {"result": fn(*args)}
+            except OSError as e:
+                out = {"errno": e.errno or 0, "error": str(e)}
+            except Exception as e:  # noqa: BLE001 - reported to the parent, one line
+                out = {"errno": 0, "error": f"{type(e).__name__}: {e}"}
+            data = json.dumps(out).encode()
+            while data:
+                data = data[os.write(w, data):]
+        except BaseException:   # noqa: BLE001 - never return into the parent's code
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    with os.fdopen(r, "rb") as f:
+        while chunk := f.read(65536):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    try:
+        out = json.loads(b"".join(chunks))
+    except ValueError:
+        raise OSError(f"network helper process died (wait status {status:#x})") from None
+    if "error" in out:
+        raise OSError(out["errno"] or None, out["error"])
+    return out["result"]
+
+
+def _delete_link(name: str) -> None:
     with Rtnl() as ip:
-        idx = ip.link_index(veth_name(sandbox_id))
+        idx = ip.link_index(name)
         if idx is not None:
             try:
                 ip.link_del(idx)
             except OSError as e:    # gone meanwhile (its netns died)
-                log.debug("deleting %s: %s", veth_name(sandbox_id), e)
+                log.debug("deleting %s: %s", name, e)
+
+
+def _remove_links(sandbox_id: str) -> None:
+    _in_child(_delete_link, veth_name(sandbox_id))
 
 
 def _setns(fd: int) -> None:
@@ -130,6 +177,38 @@ def _reap(leases: Leases, nat: Nat | None) -> None:
             nat.unpublish(sid)
 
 
+def _wire(netns_path: str, host_if: str, conf: dict[str, Any], leases: Leases,
+          addr: str) -> list[str]:
+    """The links of one sandbox (run in the helper child): its veth on the bridge,
+    eth0 in its namespace with the address and the default route. Returns the MACs
+    of the host end, the bridge and eth0."""
+    netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with Rtnl() as ip:
+            br = _ensure_bridge(ip, conf, leases)
+            stale = ip.link_index(host_if)
+            if stale is not None:
+                ip.link_del(stale)
+            # The peer is born in the sandbox's namespace, as eth0 (the namespace is
+            # new: nothing else has the name).
+            ip.link_add(host_if, "veth", peer="eth0", peer_netns_fd=netns, mtu=conf["mtu"])
+            hidx = _index(ip, host_if)
+            ip.link_set(hidx, master=br, mtu=conf["mtu"], up=True)
+            host_mac, br_mac = ip.link_mac(hidx), ip.link_mac(br)
+        # A netlink socket acts in the namespace it was made in: make the container's
+        # one there (this child never goes back).
+        _setns(netns)
+        with Rtnl() as ip:
+            pidx = _index(ip, "eth0")
+            ip.addr_add(pidx, addr, leases.net.prefixlen)
+            ip.link_set(pidx, up=True)
+            ip.default_route(str(leases.gateway))
+            eth_mac = ip.link_mac(pidx)
+    finally:
+        os.close(netns)
+    return [host_mac, br_mac, eth_mac]
+
+
 @hookimpl
 def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str, Any] | None:
     entry = next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
@@ -148,36 +227,8 @@ def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str
             addr = leases.allocate(sandbox_id, pid=pid, pid_start=pid_start_time(pid),
                                    veth=host_if, bridge=conf["bridge"],
                                    ports=[list(p) for p in ports])
-            netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                with Rtnl() as ip:
-                    br = _ensure_bridge(ip, conf, leases)
-                    stale = ip.link_index(host_if)
-                    if stale is not None:
-                        ip.link_del(stale)
-                    # The peer is born in the sandbox's namespace, as eth0 (the
-                    # namespace is new: nothing else has the name).
-                    ip.link_add(host_if, "veth", peer="eth0", peer_netns_fd=netns,
-                                mtu=conf["mtu"])
-                    hidx = _index(ip, host_if)
-                    ip.link_set(hidx, master=br, mtu=conf["mtu"], up=True)
-                    host_mac, br_mac = ip.link_mac(hidx), ip.link_mac(br)
-                # A netlink socket acts in the namespace it was made in: make the
-                # container's one there.
-                _setns(netns)
-                try:
-                    with Rtnl() as ip:
-                        pidx = _index(ip, "eth0")
-                        ip.addr_add(pidx, str(addr), leases.net.prefixlen)
-                        ip.link_set(pidx, up=True)
-                        ip.default_route(str(leases.gateway))
-                        eth_mac = ip.link_mac(pidx)
-                finally:
-                    _setns(here)
-            finally:
-                os.close(netns)
-                os.close(here)
+            host_mac, br_mac, eth_mac = _in_child(
+                _wire, netns_path, host_if, conf, leases, str(addr))
             _forwarding_on()
             if conf["masquerade"]:
                 nat.ensure_masquerade()
