@@ -28,6 +28,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -144,7 +145,12 @@ def _delete_link(name: str) -> None:
 
 
 def _remove_links(sandbox_id: str) -> None:
-    _in_child(_delete_link, veth_name(sandbox_id))
+    name = veth_name(sandbox_id)
+    try:
+        socket.if_nametoindex(name)     # an ioctl in this thread's namespace
+    except OSError:
+        return      # not here: gone with its namespace, or we are in the sandbox's
+    _in_child(_delete_link, name)
 
 
 def _setns(fd: int) -> None:
