@@ -14,6 +14,7 @@ or is logged (observation and teardown hooks).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -28,7 +29,7 @@ hookspec = pluggy.HookspecMarker("quark")
 
 @hookspec
 def quark_network_setup(spec: SandboxSpec, netns_path: str,
-                        sandbox_id: str) -> dict[str, Any] | None:
+                        sandbox_id: str) -> dict[str, Any] | Callable[[], Any] | None:
     """Configure the network namespace Quark has just created for a sandbox.
 
     Called only when config.json asks for a new network namespace (a ``network``
@@ -43,8 +44,13 @@ def quark_network_setup(spec: SandboxSpec, netns_path: str,
     :param sandbox_id: the container id (unique among live containers of this
         state root); teardown receives the same id.
     :returns: a CNI result (``cniVersion``, ``interfaces``, ``ips``, ``routes``,
-        ``dns``) describing what was configured, or None if this plugin did nothing.
-        Every implementation runs; the non-None results are logged and kept.
+        ``dns``) describing what was configured, or None if this plugin did nothing;
+        or a function of no arguments that finishes a set-up the plugin continues in
+        the background (a helper process, say) and returns that result. Quark calls
+        it once, after building the VM and kernel and before the container's first
+        process exists, so slow set-up overlaps the sandbox's own; an exception it
+        raises fails the start as one raised here would. Every implementation runs;
+        the non-None results are logged and kept.
     """
 
 

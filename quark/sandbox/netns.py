@@ -49,6 +49,31 @@ class NetworkState:
     mode: str
     path: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[Any] = field(default_factory=list)    # set-ups still finishing
+
+    def finish(self) -> None:
+        """Wait for the set-ups plugins continue in the background (see the
+        quark_network_setup hookspec); raises NetnsError if one failed."""
+        pending, self.pending = self.pending, []
+        failed: Exception | None = None
+        for done in pending:
+            try:
+                r = done()
+            except Exception as e:  # noqa: BLE001 - every pending one is settled
+                failed = failed or e
+                continue
+            if r:
+                self.results.append(r)
+                _log_result(r)
+        if failed is not None:
+            raise NetnsError(f"network setup: {failed}") from failed
+
+    def settle(self) -> None:
+        """finish(), ignoring failures: the start failed anyway (teardown follows)."""
+        try:
+            self.finish()
+        except NetnsError:
+            pass
 
 
 def network_entry(spec: Any) -> Any | None:
@@ -101,7 +126,9 @@ def _create(spec: Any, plugins: Any) -> NetworkState:
             state = NetworkState("created", f"/proc/{os.getpid()}/fd/{new}")
             netns_ffi.setns(host, netns_ffi.CLONE_NEWNET)
             try:
-                state.results = _setup(spec, plugins, state.path or "")
+                done = _setup(spec, plugins, state.path or "")
+                state.results = [r for r in done if not callable(r)]
+                state.pending = [r for r in done if callable(r)]
             finally:
                 netns_ffi.setns(new, netns_ffi.CLONE_NEWNET)
         finally:
@@ -116,11 +143,16 @@ def _setup(spec: Any, plugins: Any, path: str) -> list[dict[str, Any]]:
     if plugins is None:
         return []
     try:
-        results: list[dict[str, Any]] = plugins.network_setup(spec, path, spec.id)
+        results: list[Any] = plugins.network_setup(spec, path, spec.id)
     except Exception as e:
         plugins.network_teardown(spec, path, spec.id)      # undo a half-done setup
         raise NetnsError(f"network setup: {e}") from e
     for r in results:
-        ips = ", ".join(i.get("address", "?") for i in r.get("ips", []))
-        log.info("network of %s: %s", spec.id, ips or r)
+        if not callable(r):
+            _log_result(r)
     return results
+
+
+def _log_result(r: dict[str, Any]) -> None:
+    ips = ", ".join(i.get("address", "?") for i in r.get("ips", []))
+    log.info("network: %s", ips or r)

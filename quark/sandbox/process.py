@@ -67,6 +67,29 @@ class Sandbox:
         except NetnsError as e:
             raise SandboxError(str(e)) from e
         phase("network")
+        try:
+            self._build()
+            # Plugins may still be wiring the network (in a helper process) while
+            # the VM and kernel were built: the container starts only once it is up.
+            self.network.finish()
+        except NetnsError as e:
+            raise SandboxError(str(e)) from e
+        except BaseException:
+            self.network.settle()
+            raise
+        phase("network_ready")
+        self.poller = None
+        if self.qcall:
+            from quark.core.qcall import Poller
+            from quark.kernel.taskrun import qcall_serve_all
+            kernel = self.kernel
+            self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel))
+            self.poller.start()
+
+    def _build(self) -> None:
+        """The VM, the kernel, its filesystems and the QCall poller."""
+        from quark.log import phase
+        spec, config = self.spec, self.config
         kcfg = getattr(config, "kernel", None)
         mem_mib = getattr(kcfg, "memory_mib", 1024)
         pcfg = getattr(config, "platform", None)
@@ -88,13 +111,6 @@ class Sandbox:
         self.kernel.io_uring_mode = getattr(kcfg, "io_uring", "off")  # made on first use
         self._build_vfs()
         self.kernel.start_time()
-        self.poller = None
-        if self.qcall:
-            from quark.core.qcall import Poller
-            from quark.kernel.taskrun import qcall_serve_all
-            kernel = self.kernel
-            self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel))
-            self.poller.start()
         self.init: Task | None = None
         phase("kernel")
 

@@ -23,6 +23,7 @@ Settings, ``[net_bridge]`` in /etc/quark/config.toml (all optional):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import json
@@ -82,56 +83,76 @@ def _index(ip: Rtnl, name: str) -> int:
 
 
 def _ensure_bridge(ip: Rtnl, conf: dict[str, Any], leases: Leases) -> int:
+    # Sandboxes starting together may race to make the bridge and its address
+    # (the links are made outside the lease lock): EEXIST means another won.
     name = conf["bridge"]
     idx = ip.link_index(name)
     if idx is None:
-        ip.link_add(name, "bridge")
+        try:
+            ip.link_add(name, "bridge")
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
         idx = _index(ip, name)
     if str(leases.gateway) not in ip.addresses(idx):
-        ip.addr_add(idx, str(leases.gateway), leases.net.prefixlen)
+        try:
+            ip.addr_add(idx, str(leases.gateway), leases.net.prefixlen)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
     ip.link_set(idx, up=True, mtu=conf["mtu"])
     return idx
 
 
-def _in_child(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a forked child; its JSON-able result, or its OSError here.
+class _Helper:
+    """``fn(*args)`` in a forked child; :meth:`result` is its JSON-able return value,
+    or its OSError raised here.
 
     pyroute2, even its IPRoute alone, adds ~10 MiB and ~40 ms of imports to the
     process that loads it; done in a short-lived child, the sandbox (which lives as
-    long as the container) never carries it. The sandbox is single-threaded here
-    (netns.enter runs before any thread starts), so fork is safe."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
+    long as the container) never carries it, and the sandbox builds its VM and
+    kernel meanwhile. Forking is safe: set-up runs before the sandbox has threads."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
             try:
-                out: dict[str, Any] = {"result": fn(*args)}
-            except OSError as e:
-                out = {"errno": e.errno or 0, "error": str(e)}
-            except Exception as e:  # noqa: BLE001 - reported to the parent, one line
-                out = {"errno": 0, "error": f"{type(e).__name__}: {e}"}
-            data = json.dumps(out).encode()
-            while data:
-                data = data[os.write(w, data):]
-        except BaseException:   # noqa: BLE001 - never return into the parent's code
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    with os.fdopen(r, "rb") as f:
-        while chunk := f.read(65536):
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    try:
-        out = json.loads(b"".join(chunks))
-    except ValueError:
-        raise OSError(f"network helper process died (wait status {status:#x})") from None
-    if "error" in out:
-        raise OSError(out["errno"] or None, out["error"])
-    return out["result"]
+                os.close(r)
+                try:
+                    out: dict[str, Any] = {"result": fn(*args)}
+                except OSError as e:
+                    out = {"errno": e.errno or 0, "error": e.strerror or str(e)}
+                except Exception as e:  # noqa: BLE001 - reported to the parent, one line
+                    out = {"errno": 0, "error": f"{type(e).__name__}: {e}"}
+                data = json.dumps(out).encode()
+                while data:
+                    data = data[os.write(w, data):]
+            except BaseException:   # noqa: BLE001 - never return into the parent's code
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid, self.fd = pid, r
+
+    def result(self) -> Any:
+        chunks = []
+        with os.fdopen(self.fd, "rb") as f:
+            while chunk := f.read(65536):
+                chunks.append(chunk)
+        _, status = os.waitpid(self.pid, 0)
+        try:
+            out = json.loads(b"".join(chunks))
+        except ValueError:
+            raise OSError(f"network helper process died (wait status {status:#x})") from None
+        if "error" in out:
+            raise OSError(out["error"])
+        return out["result"]
+
+
+def _in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    return _Helper(fn, *args).result()
 
 
 def _delete_link(name: str) -> None:
@@ -183,12 +204,11 @@ def _reap(leases: Leases, nat: Nat | None) -> None:
             nat.unpublish(sid)
 
 
-def _wire(netns_path: str, host_if: str, conf: dict[str, Any], leases: Leases,
+def _wire(netns: int, host_if: str, conf: dict[str, Any], leases: Leases,
           addr: str) -> list[str]:
-    """The links of one sandbox (run in the helper child): its veth on the bridge,
-    eth0 in its namespace with the address and the default route. Returns the MACs
-    of the host end, the bridge and eth0."""
-    netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    """The links of one sandbox (run in the helper child, on the namespace fd it
+    inherited): its veth on the bridge, eth0 in its namespace with the address and
+    the default route. Returns the MACs of the host end, the bridge and eth0."""
     try:
         with Rtnl() as ip:
             br = _ensure_bridge(ip, conf, leases)
@@ -216,7 +236,8 @@ def _wire(netns_path: str, host_if: str, conf: dict[str, Any], leases: Leases,
 
 
 @hookimpl
-def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str, Any] | None:
+def quark_network_setup(spec: Any, netns_path: str,
+                        sandbox_id: str) -> Callable[[], dict[str, Any]] | None:
     entry = next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
     if entry is None or entry.path:
         return None                 # host network, or a namespace someone else made
@@ -233,27 +254,40 @@ def quark_network_setup(spec: Any, netns_path: str, sandbox_id: str) -> dict[str
             addr = leases.allocate(sandbox_id, pid=pid, pid_start=pid_start_time(pid),
                                    veth=host_if, bridge=conf["bridge"],
                                    ports=[list(p) for p in ports])
-            host_mac, br_mac, eth_mac = _in_child(
-                _wire, netns_path, host_if, conf, leases, str(addr))
-            _forwarding_on()
-            if conf["masquerade"]:
-                nat.ensure_masquerade()
-            if ports:
-                nat.publish(sandbox_id, str(addr), ports)
-    except (LeaseError, NatError, OSError, ValueError) as e:
+        # The links are made by a helper child while the sandbox builds its VM; the
+        # namespace fd is inherited (netns_path is valid only during this call).
+        netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            helper = _Helper(_wire, netns, host_if, conf, leases, str(addr))
+        finally:
+            os.close(netns)
+    except (LeaseError, OSError, ValueError) as e:
         raise BridgeError(f"net_bridge: {e}") from e
-    return {
-        "cniVersion": CNI_VERSION,
-        "interfaces": [
-            {"name": conf["bridge"], "mac": br_mac},
-            {"name": host_if, "mac": host_mac},
-            {"name": "eth0", "mac": eth_mac, "sandbox": f"/proc/{pid}/ns/net"},
-        ],
-        "ips": [{"address": f"{addr}/{leases.net.prefixlen}", "gateway": str(leases.gateway),
-                 "interface": 2}],
-        "routes": [{"dst": "0.0.0.0/0", "gw": str(leases.gateway)}],
-        "dns": {"nameservers": list(conf["nameservers"])},
-    }
+
+    def finish() -> dict[str, Any]:
+        try:
+            host_mac, br_mac, eth_mac = helper.result()
+            with leases.locked():       # the firewall, as the leases, one at a time
+                _forwarding_on()
+                if conf["masquerade"]:
+                    nat.ensure_masquerade()
+                if ports:
+                    nat.publish(sandbox_id, str(addr), ports)
+        except (LeaseError, NatError, OSError, ValueError) as e:
+            raise BridgeError(f"net_bridge: {e}") from e
+        return {
+            "cniVersion": CNI_VERSION,
+            "interfaces": [
+                {"name": conf["bridge"], "mac": br_mac},
+                {"name": host_if, "mac": host_mac},
+                {"name": "eth0", "mac": eth_mac, "sandbox": f"/proc/{pid}/ns/net"},
+            ],
+            "ips": [{"address": f"{addr}/{leases.net.prefixlen}",
+                     "gateway": str(leases.gateway), "interface": 2}],
+            "routes": [{"dst": "0.0.0.0/0", "gw": str(leases.gateway)}],
+            "dns": {"nameservers": list(conf["nameservers"])},
+        }
+    return finish
 
 
 @hookimpl

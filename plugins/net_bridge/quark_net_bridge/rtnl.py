@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import types
 from typing import Any
@@ -68,7 +69,8 @@ class Rtnl:
         try:
             return getattr(self.ip, method)(*args, **kw)
         except NetlinkError as e:
-            raise OSError(e.code, f"{method} {args[0] if args else ''}: {e}") from e
+            what = f"{method} {args[0]}" if args else method
+            raise OSError(e.code, f"{what}: {os.strerror(e.code)}") from e
 
     def link_index(self, name: str) -> int | None:
         found = self._call("link_lookup", ifname=name)
