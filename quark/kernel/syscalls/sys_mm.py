@@ -6,6 +6,7 @@ from quark.core.guest.layout import PAGE, USER_TOP
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
+from quark.kernel.syscalls.iov import TASK_SIZE
 from quark.kernel.syscalls.table import syscall
 from quark.kernel.task import Task
 
@@ -101,14 +102,22 @@ async def sys_mincore(t: Task, a: SyscallArgs) -> int:
     addr, length, vec = a.ulong(0), a.ulong(1), a.ptr(2)
     if addr & (PAGE - 1):
         raise LinuxError(L.EINVAL)
+    if addr + length > TASK_SIZE:
+        raise LinuxError(L.ENOMEM)      # not a user range (Linux: access_ok)
     pages = (length + PAGE - 1) // PAGE
-    out = bytearray(pages)
-    for i in range(pages):
-        p = addr + i * PAGE
-        if t.mm.vmas.find(p) is None:
-            raise LinuxError(L.ENOMEM)
-        out[i] = 1 if p in t.mm.frames else 0
-    t.mm.write(vec, bytes(out))
+    # Linux fills the vector a page of bytes at a time, so a huge length costs
+    # nothing before the first unmapped page ends the call.
+    done = 0
+    while done < pages:
+        n = min(pages - done, PAGE)
+        out = bytearray(n)
+        for i in range(n):
+            p = addr + (done + i) * PAGE
+            if t.mm.vmas.find(p) is None:
+                raise LinuxError(L.ENOMEM)
+            out[i] = 1 if p in t.mm.frames else 0
+        t.mm.write(vec + done, bytes(out))
+        done += n
     return 0
 
 
