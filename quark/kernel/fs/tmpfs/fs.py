@@ -8,6 +8,7 @@ starting at 1 for the root as Linux's tmpfs does for its first inode.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Sequence
@@ -62,6 +63,11 @@ def parse_size(v: str) -> int:
     return n << {"": 0, "k": 10, "m": 20, "g": 30}[unit]
 
 
+@functools.cache
+def _default_limit() -> int:
+    return parse_size("50%")
+
+
 class TmpFs(FileSystem):
     name = "tmpfs"
     magic = TMPFS_MAGIC
@@ -100,7 +106,11 @@ class TmpFs(FileSystem):
         return next(self._ino)
 
     def charge(self, delta: int) -> None:
-        if delta > 0 and self.size_limit is not None and self.used + delta > self.size_limit:
+        # Without size= the cap is Linux tmpfs's default, half of RAM: data here is
+        # a bytearray, never sparse, so a guest's ftruncate(2**40) would otherwise
+        # ask the host for a terabyte.
+        limit = self.size_limit if self.size_limit is not None else _default_limit()
+        if delta > 0 and self.used + delta > limit:
             raise LinuxError(ENOSPC)
         self.used += delta
 

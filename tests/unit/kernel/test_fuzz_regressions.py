@@ -1,0 +1,45 @@
+"""Inputs the syscall fuzzer (tests/security) found that made a handler raise or
+ask the host for absurd amounts of memory; each must give Linux's errno, fast."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.unit.kernel.fakes import call
+from tests.unit.kernel.fakes_events import EventTask, make_task
+
+
+@pytest.fixture
+def t(tmp_path: Path) -> EventTask:
+    return make_task(tmp_path)
+
+
+def _mapped(t: EventTask, lo: int, hi: int) -> None:
+    """Pretend [lo, hi) is mapped and resident (mincore's view of the mm)."""
+    t.mm.vmas = SimpleNamespace(find=lambda p: object() if lo <= p < hi else None)  # type: ignore[attr-defined]
+    t.mm.frames = range(lo, hi, 4096)  # type: ignore[attr-defined]
+
+
+def test_mincore_huge_length_is_enomem_without_a_huge_vector(t: EventTask) -> None:
+    vec = t.mm.alloc(16)
+    _mapped(t, 0x10000, 0x12000)
+    # Beyond the user address range: Linux's access_ok fails first.
+    assert call(t, 27, 0x10000, (1 << 64) - 4096, vec) == -errno.ENOMEM
+    assert call(t, 27, 0x10000, 1 << 47, vec) == -errno.ENOMEM
+    # In range but mostly unmapped: ENOMEM at the first hole, vector bytes written
+    # page by page (quark built a 2**34-byte vector first: MemoryError).
+    assert call(t, 27, 0x10000, 1 << 46, vec) == -errno.ENOMEM
+    assert call(t, 27, 0x10000, 0x2000, vec) == 0
+    assert t.mm.read(vec, 2) == b"\1\1"
+
+
+def test_memfd_truncate_beyond_memory_is_enospc(t: EventTask) -> None:
+    fd = call(t, 319, t.mm.cstr("big"), 0)
+    # tmpfs data is not sparse here: 1 TiB would be a host allocation.
+    assert call(t, 77, fd, 1 << 40) == -errno.ENOSPC
+    assert call(t, 77, fd, 1 << 20) == 0
+    assert call(t, 77, fd, 0) == 0
