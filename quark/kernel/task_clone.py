@@ -47,6 +47,8 @@ async def do_clone(t: Task, flags: int, newsp: int, parent_tid: int, child_tid: 
     else:
         mm = t.mm.fork()
     fds = t.fds if flags & L.CLONE_FILES else t.fds.fork()
+    if fds is t.fds:
+        fds.users += 1
     fs = t.fs if flags & L.CLONE_FS else t.fs.fork()
     tid = k.alloc_pid()
     if flags & L.CLONE_THREAD:

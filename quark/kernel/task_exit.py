@@ -49,6 +49,7 @@ def exit_task(t: Task) -> None:
     t.mm.users -= 1
     if t.mm.users <= 0:
         t.mm.release()
+    t.fds.users -= 1
     t.waker.close()
     t.thread = None
     if tg.threads:
@@ -68,7 +69,10 @@ def _release_vfork(t: Task) -> None:
 def _group_dead(tg: ThreadGroup, last: Task, status: int) -> None:
     k = tg.kernel
     tg.wait_status = status
-    last.fds.close_all()
+    if last.fds.users <= 0:
+        # A process that shared its table (CLONE_FILES without CLONE_THREAD) must
+        # not close the files of the one still using it.
+        last.fds.close_all()
     if tg.itimer_real is not None:
         tg.itimer_real.cancel()
         tg.itimer_real = None

@@ -38,6 +38,8 @@ class FdTable:
     def __init__(self) -> None:
         self._files: dict[int, File] = {}
         self._cloexec: set[int] = set()
+        # Tasks using this table (CLONE_FILES shares it); the last one out closes.
+        self.users = 1
         # inode key -> lock context where this table (the POSIX lock owner) holds
         # fcntl locks; maintained by vfs/locks.py
         self.posix_locked: dict[Any, Any] = {}
