@@ -121,7 +121,9 @@ def parse_addr(family: int, raw: bytes, *, bind: bool = False) -> tuple[Any, ...
     if fam != N.AF_INET6:
         raise LinuxError(EAFNOSUPPORT)
     port = int.from_bytes(raw[2:4], "big")
-    flow = int.from_bytes(raw[4:8], "big")
+    # Only the 20-bit flow label is ever used (and only with IPV6_FLOWINFO_SEND);
+    # Linux ignores the rest, Python refuses it (OverflowError).
+    flow = int.from_bytes(raw[4:8], "big") & 0xFFFFF
     host = socket.inet_ntop(socket.AF_INET6, raw[8:24])
     scope = int.from_bytes(raw[24:28], "little") if len(raw) >= 28 else 0
     return (host, port, flow, scope)

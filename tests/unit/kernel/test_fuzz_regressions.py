@@ -43,3 +43,22 @@ def test_memfd_truncate_beyond_memory_is_enospc(t: EventTask) -> None:
     assert call(t, 77, fd, 1 << 40) == -errno.ENOSPC
     assert call(t, 77, fd, 1 << 20) == 0
     assert call(t, 77, fd, 0) == 0
+
+
+def test_ipv6_flowinfo_beyond_the_flow_label_is_ignored() -> None:
+    import socket
+    import struct
+
+    from quark.kernel.net import abi as N
+    from quark.kernel.net.hostinet import parse_addr
+    raw = struct.pack("<H", N.AF_INET6) + struct.pack(">HI", 9, 0xFFFFFFFF) \
+        + socket.inet_pton(socket.AF_INET6, "::1") + struct.pack("<I", 0)
+    addr = parse_addr(N.AF_INET6, raw)
+    assert addr == ("::1", 9, 0xFFFFF, 0)
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError:
+        pytest.skip("no IPv6 here")
+    with s:
+        # Python raised OverflowError for flowinfo >= 2**20 (connect(2) never fails so).
+        assert s.connect_ex(addr) in (0, errno.EADDRNOTAVAIL, errno.ENETUNREACH)
