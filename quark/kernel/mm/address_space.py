@@ -81,6 +81,15 @@ def _page_up(x: int) -> int:
     return (x + _LOW) & ~_LOW
 
 
+def _pages_in(pages: Any, start: int, end: int) -> list[int]:
+    """The pages of ``pages`` (a dict or set of page addresses) in [start, end), in
+    order. A range may span 2**28 pages (munmap of a terabyte): walk whichever of
+    the two is smaller, as Linux walks page tables and never empty ranges."""
+    if (end - start) // PAGE > len(pages):
+        return sorted(p for p in pages if start <= p < end)
+    return [p for p in range(start, end, PAGE) if p in pages]
+
+
 class AddressSpace:
     """Implements ``mm/api.GuestMemory`` plus the mapping calls."""
 
@@ -467,7 +476,7 @@ class AddressSpace:
         dead = []
         for v in removed:
             v.drop()
-            for p in range(v.start, v.end, PAGE):
+            for p in _pages_in(self.frames, v.start, v.end):
                 e = self.frames.pop(p, None)
                 if e is not None:
                     self.pt.unmap(p)
@@ -491,7 +500,7 @@ class AddressSpace:
             covered = v.end
         if covered < end:
             raise LinuxError(ENOMEM)
-        if prot & PROT_WRITE and any(p in self.special for p in range(addr, end, PAGE)):
+        if prot & PROT_WRITE and _pages_in(self.special, addr, end):
             raise LinuxError(EACCES)   # shared machine pages never become writable
         if prot & PROT_WRITE and any(v.shm is not None and v.file is not None
                                      and not v.file.writable
@@ -502,7 +511,7 @@ class AddressSpace:
             self.vmas.insert(v)
         flags = _pte_flags(prot)
         downgraded = []
-        for p in range(addr, end, PAGE):
+        for p in _pages_in(self.frames, addr, end):
             e = self.frames.get(p)
             if e is None:
                 continue
@@ -522,7 +531,7 @@ class AddressSpace:
     def _remap_present(self, start: int, end: int, flags: int) -> None:
         if not flags:
             return
-        for p in range(start, end, PAGE):
+        for p in _pages_in(self.frames, start, end):
             e = self.frames.get(p)
             if e is not None and not self.pt.entry(p):
                 self.pt.map(p, e & ~_LOW, flags & ~RW if e & COW else flags)
@@ -531,7 +540,7 @@ class AddressSpace:
         """madvise(MADV_DONTNEED): populated pages go; anonymous ones read back as
         zeros, file-backed ones as the file's content, at the next touch."""
         dead = []
-        for p in range(start, end, PAGE):
+        for p in _pages_in(self.frames, start, end):
             if p in self.special:
                 continue
             e = self.frames.pop(p, None)
@@ -589,7 +598,7 @@ class AddressSpace:
         self.vmas.insert(new_vma)
         flags = _pte_flags(new_vma.prot)
         stale, dropped = [], []
-        for i in range(0, old_size, PAGE):
+        for i in [p - old for p in _pages_in(self.frames, old, old + old_size)]:
             e = self.frames.pop(old + i, None)
             if e is None:
                 continue
