@@ -134,7 +134,9 @@ class Vcpu:
         self._mb32 = mbox.cast("I")
         self._mb64 = mbox.cast("Q")
         mbox.release()
-        self._mb32[L.MB_SPIN // 4] = getattr(machine, "qcall_spin", 0)
+        self.spin_max = getattr(machine, "qcall_spin", 0)
+        self.spin = self.spin_max
+        self._mb32[L.MB_SPIN // 4] = self.spin
 
     def _init_sregs(self, base: int, tss_limit: int) -> None:
         s = self.sregs
@@ -205,6 +207,24 @@ class Vcpu:
         Clearing must be followed by a locked instruction before the states are
         read again (the poller's eventfd read is one): see gate_qcall."""
         self._mb32[L.MB_POLLING // 4] = 1 if on else 0
+
+    # The gate's spin budget adapts: a call the poller answered in time lets it grow
+    # back towards qcall_spin; one that ran out of spins (the poller had no CPU, or
+    # was asleep) halves it. On a loaded host the gate then takes the exit path
+    # (~35 µs) instead of spinning for the whole budget (~200 µs) on a CPU the
+    # poller needs; on a quiet one it stays at the budget configured.
+    SPIN_MIN = 64
+    SPIN_STEP = 256
+
+    def qc_spin_served(self) -> None:
+        if self.spin < self.spin_max:
+            self.spin = min(self.spin_max, self.spin + self.SPIN_STEP)
+            self._mb32[L.MB_SPIN // 4] = self.spin
+
+    def qc_spin_timed_out(self) -> None:
+        if self.spin > self.SPIN_MIN:
+            self.spin = max(self.SPIN_MIN, self.spin // 2)
+            self._mb32[L.MB_SPIN // 4] = self.spin
 
     def qc_running(self) -> None:
         self._mb32[L.MB_STATE // 4] = L.QC_RUNNING

@@ -266,6 +266,8 @@ def _on_qcall_exit(t: Task, vcpu: Any) -> bool:
         if t.signal_pending() or k_frozen(t):
             return _return_slow(t, vcpu, -1, _signed(result))
         return True
+    if parked is None and waiting and not bounced:
+        vcpu.qc_spin_timed_out()    # nobody picked it up while the gate spun
     nr, *raw = vcpu.syscall_args()
     return _syscall(t, vcpu, nr, raw, parked)
 
@@ -350,6 +352,7 @@ def _qcall_finish(t: Task, vcpu: Any, result: int) -> None:
         vcpu.qc_bounce()
         return
     vcpu.qc_complete(result)
+    vcpu.qc_spin_served()
 
 
 # ---- exceptions --------------------------------------------------------------
