@@ -249,6 +249,27 @@ static long gen_offset(void)
     return chance(40) ? (long)below(10000) : PICK(O);
 }
 
+static long gen_fd(void);
+
+/* Half-valid struct contents: zeros, small numbers, fds, pointers into the
+ * scratch pages; random bytes alone rarely get past a handler's first check. */
+static void fill_structured(void *p, size_t n)
+{
+    unsigned char *b = p;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        u64 v;
+        switch (below(8)) {
+        case 0: case 1: case 2: v = 0; break;
+        case 3: v = below(64); break;
+        case 4: v = (u64)arena + below(P_RO * PAGE); break;
+        case 5: v = (u64)gen_fd() | ((u64)below(4) << 32); break;
+        case 6: v = below(5000); break;
+        default: v = rnd(); break;
+        }
+        memcpy(b + i, &v, 8);
+    }
+}
+
 /* A pointer: some good (scratch pages filled with random bytes), most bad. */
 static long gen_ptr(size_t hint)
 {
@@ -259,7 +280,10 @@ static long gen_ptr(size_t hint)
     switch (below(20)) {
     case 0: case 1: case 2: case 3: case 4: case 5: case 6: {
         void *p = take(hint);
-        fill_random(p, hint);
+        if (chance(40))
+            fill_structured(p, hint);
+        else
+            fill_random(p, hint);
         return (long)p;
     }
     case 7: return (long)(page(P_RO) + below(PAGE));
@@ -790,7 +814,8 @@ static int gen_special(int nr, long *a)
     case 26: gen_range(&a[0], &a[1]); a[2] = chance(70) ? (long)below(8) : gen_flags(); return POST_NONE;
     case 27: gen_range(&a[0], &a[1]); a[2] = gen_ptr(64); return POST_NONE;
     case 28: gen_range(&a[0], &a[1]);
-        do a[2] = chance(80) ? (long)below(30) : gen_int(); while (a[2] == 100 || a[2] == 101);
+        /* The kernel reads an int: 2**32 + 100 is MADV_HWPOISON too. */
+        do a[2] = chance(80) ? (long)below(30) : gen_int(); while ((int)a[2] == 100 || (int)a[2] == 101);
         return POST_NONE;
     case 149: case 150: gen_range(&a[0], &a[1]); return POST_NONE;
     case 151: a[0] = gen_flags() & ~2L /* MCL_FUTURE would lock later huge maps */; return POST_NONE;
@@ -822,6 +847,12 @@ static int gen_special(int nr, long *a)
         a[0] = gen_fd();
         a[1] = chance(80) ? PICK(R) : gen_int();
         a[2] = chance(80) ? gen_ptr(64) : gen_int();
+        if ((a[1] & 0xff00) == 0x8900 && chance(60)) {
+            char *ifr = take(64);           /* struct ifreq naming a real interface */
+            fill_structured(ifr, 64);
+            strcpy(ifr, chance(80) ? "lo" : "nonexistent0");
+            a[2] = (long)ifr;
+        }
         return POST_NONE;
     }
     case 41: { /* socket */
@@ -887,7 +918,7 @@ static int gen_special(int nr, long *a)
                                  1024, 1025, 1026, 1030, 1031, 1032, 1033, 1034};
         a[0] = gen_fd();
         a[1] = chance(90) ? PICK(C) : gen_int();
-        switch (a[1]) {
+        switch ((int)a[1]) {      /* the kernel's cmd is an unsigned int */
         case 5: case 6: case 7: case 36: case 37: case 38: case 15: case 16: {
             short *fl = take(32);
             fill_random(fl, 32);
@@ -928,8 +959,8 @@ static int gen_special(int nr, long *a)
     case 160: case 302: { /* setrlimit / prlimit64: lower only harmless limits */
         long *lim = take(16);
         long res = chance(85) ? (long)below(18) : gen_int();
-        int harmless = res == 4 || res == 10 || res == 12 || res == 13 || res == 14 ||
-                       res >= 16 || res < 0;
+        unsigned r32 = (unsigned)res;     /* what the kernel reads: 2**32 is RLIMIT_CPU */
+        int harmless = r32 == 4 || r32 == 10 || r32 == 12 || r32 == 13 || r32 == 14 || r32 >= 16;
         if (harmless && chance(60)) {
             lim[0] = gen_int(); lim[1] = gen_int();
         } else {
@@ -974,7 +1005,9 @@ static int gen_special(int nr, long *a)
     case 436: { /* close_range: never our stdout */
         long first = chance(70) ? (long)below(260) : gen_int();
         long last = chance(50) ? first + (long)below(30) : gen_int();
-        if ((u64)first <= OUT_FD && (u64)last >= OUT_FD) {
+        first = (unsigned)first;          /* the kernel reads unsigned ints */
+        last = (unsigned)last;
+        if (first <= OUT_FD && last >= OUT_FD) {
             if ((u64)first < OUT_FD) last = OUT_FD - 1; else first = OUT_FD + 1;
         }
         a[0] = first; a[1] = last;
@@ -1009,6 +1042,8 @@ static void build_fds(void)
     sc(SYS_close_range, 3, OUT_FD - 1, 0);
     sc(SYS_close_range, OUT_FD + 1, ~0U, 0);
     long null = sc(SYS_open, "/dev/null", O_RDWR, 0);
+    if (null < 0)   /* a native run in a bare chroot: stdout must not stay on 1 */
+        null = sc(SYS_open, "/tmp/fz/null", O_RDWR | O_CREAT | O_TRUNC, 0644);
     for (int i = 0; i < 3; i++)
         sc(SYS_dup2, null, i, 0);
     if (null > 2)
