@@ -6,7 +6,6 @@ from quark.core.guest.layout import PAGE, USER_TOP
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
-from quark.kernel.syscalls.iov import TASK_SIZE
 from quark.kernel.syscalls.table import syscall
 from quark.kernel.task import Task
 
@@ -102,7 +101,7 @@ async def sys_mincore(t: Task, a: SyscallArgs) -> int:
     addr, length, vec = a.ulong(0), a.ulong(1), a.ptr(2)
     if addr & (PAGE - 1):
         raise LinuxError(L.EINVAL)
-    if addr + length > TASK_SIZE:
+    if length > USER_TOP - addr:
         raise LinuxError(L.ENOMEM)      # not a user range (Linux: access_ok)
     pages = (length + PAGE - 1) // PAGE
     # Linux fills the vector a page of bytes at a time, so a huge length costs
