@@ -382,8 +382,8 @@ class AddressSpace:
         if file is not None and not flags & MAP_ANONYMOUS:
             if not file.readable:
                 raise LinuxError(EACCES)
-            if not hasattr(file, "read_at"):
-                raise LinuxError(ENODEV)
+            if not getattr(file, "mmap_ok", False):
+                raise LinuxError(ENODEV)    # a pipe, socket, /proc or device file
         else:
             file = None
         fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)

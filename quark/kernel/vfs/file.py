@@ -61,6 +61,9 @@ class File:
     # readv_now/writev_now then do the transfer as plain calls, and the dispatcher's
     # fast path (syscalls.table.fast) needs no coroutine for them.
     sync_io = False
+    # True when mmap(2) may map it (Linux: the file has an f_op->mmap): regular
+    # files and /dev/zero. Pipes, sockets, /proc files and most devices: ENODEV.
+    mmap_ok = False
     # Advisory locks (vfs/locks.py): the inode's lock context once this File held a
     # flock or OFD lock, and its cached inode key.
     lock_ctx: Any = None

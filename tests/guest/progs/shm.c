@@ -6,6 +6,7 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -169,11 +170,25 @@ static void memfd_shared(void)
     close(fd);
 }
 
+static void not_mappable(void)
+{
+    int p[2], sv[2];
+    pipe(p);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    errno = 0;
+    void *m = mmap(NULL, PG, PROT_READ, MAP_PRIVATE, p[0], 0);
+    say("mmap of a pipe: %s\n", m == MAP_FAILED ? ename(errno) : "ok");
+    errno = 0;
+    m = mmap(NULL, PG, PROT_READ, MAP_SHARED, sv[0], 0);
+    say("mmap of a socket: %s\n", m == MAP_FAILED ? ename(errno) : "ok");
+}
+
 int main(void)
 {
     anon_shared();
     semaphores();
     file_shared();
     memfd_shared();
+    not_mappable();
     return 0;
 }

@@ -59,6 +59,7 @@ class NullFile(DeviceFile):
 
 
 class ZeroFile(DeviceFile):
+    mmap_ok = True
     def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         return fill_zero(bufs)
 
@@ -70,6 +71,7 @@ class ZeroFile(DeviceFile):
 
 
 class FullFile(ZeroFile):
+    mmap_ok = False     # Linux's full_fops has no mmap
     def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         if not any(len(b) for b in bufs):
             return 0

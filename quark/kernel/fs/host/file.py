@@ -82,6 +82,7 @@ class HostFile(File):
     """A regular host file (rootfs or bind mount)."""
 
     seekable = True
+    mmap_ok = True
     # Regular files have no readiness to wait for; a wait for the disk is
     # uninterruptible in Linux too, so it may hold the dispatcher.
     sync_io = True
