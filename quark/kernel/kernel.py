@@ -45,6 +45,10 @@ class Kernel:
         self._free_pids: set[int] = set()
         from quark.kernel.futex import FutexTable
         self.futex = FutexTable()
+        # Executables of live address spaces, (st_dev, st_ino) -> count: opening
+        # one for writing or truncating it is ETXTBSY (Linux's deny_write_access
+        # for an mm's exe_file).
+        self.text_busy: dict[tuple[object, int], int] = {}
         from quark.kernel.vfs.locks import LockTable
         self.locks = LockTable()
         self.threads: list[threading.Thread] = []

@@ -113,6 +113,8 @@ async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes], envp: lis
                 return fi
 
             image = elf.load(mm, f, open_interp, shown)
+            st = f.stat()  # type: ignore[attr-defined]
+            mm.hold_text(t.kernel.text_busy, (st.dev, st.ino))
             vdso = t.kernel.vdso.map_into(mm) if t.kernel.vdso is not None else 0
             sp = elf.build_stack(mm, image, argv, envp, execfn, t.creds, vdso)
         except BaseException:

@@ -110,6 +110,7 @@ class AddressSpace:
         self.special: set[int] = set()  # pages whose frames are shared, never freed
         self.blocked = 0                # calls asleep with views of this space
         self.quarantine: list[int] = [] # frames freed meanwhile (see _free_pages)
+        self.exe_text: tuple[dict[Any, int], Any] | None = None   # see hold_text
 
     @property
     def cr3(self) -> int:
@@ -652,6 +653,8 @@ class AddressSpace:
         else:
             self._fork_copy(child)
         child.brk_start, child.brk = self.brk_start, self.brk
+        if self.exe_text is not None:
+            child.hold_text(*self.exe_text)     # fork copies the mm's exe_file too
         child.stack_top, child.mmap_top = self.stack_top, self.mmap_top
         return child
 
@@ -709,8 +712,20 @@ class AddressSpace:
             if e & PROT_MASK:
                 child.pt.map(page, f, _pte_flags(e & PROT_MASK))
 
+    def hold_text(self, table: dict[Any, int], key: Any) -> None:
+        """This space runs the executable ``key`` (kernel.text_busy) until released."""
+        table[key] = table.get(key, 0) + 1
+        self.exe_text = (table, key)
+
     def release(self) -> None:
         """Free every frame and table (exit, exec)."""
+        if self.exe_text is not None:
+            table, key = self.exe_text
+            self.exe_text = None
+            if table.get(key, 0) > 1:
+                table[key] -= 1
+            else:
+                table.pop(key, None)
         for p in self.special:     # shared machine frames: drop our translations
             self.mem.invalidate(self.frames[p] & ~_LOW, PAGE)
         self.alloc.free_many([e & ~_LOW for p, e in self.frames.items()

@@ -20,6 +20,7 @@ from quark.kernel.abi.linux import (
     EOPNOTSUPP,
     EPERM,
     EROFS,
+    ETXTBSY,
     EXDEV,
     MAY_EXEC,
     MAY_READ,
@@ -128,7 +129,10 @@ def open_loc(t: Any, loc: Location, flags: int) -> File:
         want |= MAY_WRITE
     if kind == S_IFDIR and want & MAY_WRITE:
         raise LinuxError(EISDIR)
-    perm.check(t, node.stat(), want)
+    st = node.stat()
+    perm.check(t, st, want)
+    if want & MAY_WRITE and kind == S_IFREG:
+        _not_running(t, st)
     if want & MAY_WRITE and loc.mount.readonly and kind in (S_IFREG, S_IFDIR):
         raise LinuxError(EROFS)
     return node.open(t, flags, loc)
@@ -331,9 +335,18 @@ def truncate(t: Any, loc: Location, size: int) -> None:
         raise LinuxError(EISDIR)
     if kind != S_IFREG:
         raise LinuxError(EINVAL)
-    perm.check(t, loc.node.stat(), MAY_WRITE)
+    st = loc.node.stat()
+    perm.check(t, st, MAY_WRITE)
     _writable_mount(loc)
+    _not_running(t, st)
     loc.node.setattr(t, SetAttr(size=size))
+
+
+def _not_running(t: Any, st: Any) -> None:
+    """ETXTBSY for the executable of a live process (Linux: deny_write_access)."""
+    busy = getattr(getattr(t, "kernel", None), "text_busy", None)
+    if busy and (st.dev, st.ino) in busy:
+        raise LinuxError(ETXTBSY)
 
 
 def access(t: Any, loc: Location, mode: int, effective: bool) -> None:

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/stat.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/uio.h>
 
 static const char *ftype(mode_t m)
@@ -56,8 +57,13 @@ static void list_dir(const char *path)
     close(fd);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--hold")) {
+        write(100, "r", 1);             /* running: tell the parent, then wait */
+        for (;;)
+            pause();
+    }
     char buf[256];
     struct stat st;
 
@@ -207,5 +213,36 @@ int main(void)
     SHOW("dup of a bad fd", dup(77));
     SHOW("fcntl bad cmd", fcntl(fd, 9999));
     SHOW("close bad fd", close(-1));
+
+    /* The running executable cannot be written (ETXTBSY), nor can a copy of it
+     * while a child runs it; once that child is gone it can. */
+    SHOW("open own binary O_RDWR", open("/bin/fileio", O_RDWR));
+    SHOW("truncate own binary", truncate("/bin/fileio", 0));
+    SHOW("open own binary O_RDONLY", open("/bin/fileio", O_RDONLY));
+    int src = open("/bin/fileio", O_RDONLY), dst = open("/tmp/fileio-copy",
+                                                           O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    char cp[65536];
+    ssize_t k;
+    while ((k = read(src, cp, sizeof cp)) > 0)
+        write(dst, cp, k);
+    close(src);
+    close(dst);
+    int sync_pipe[2];
+    pipe(sync_pipe);
+    pid_t runner = fork();
+    if (runner == 0) {
+        close(sync_pipe[0]);
+        dup2(sync_pipe[1], 100);
+        execl("/tmp/fileio-copy", "fileio-copy", "--hold", (char *)NULL);
+        _exit(127);
+    }
+    close(sync_pipe[1]);
+    char c;
+    read(sync_pipe[0], &c, 1);          /* the copy runs */
+    SHOW("open a binary a child runs O_WRONLY", open("/tmp/fileio-copy", O_WRONLY));
+    kill(runner, SIGKILL);
+    waitpid(runner, NULL, 0);
+    SHOW("after the child is gone", open("/tmp/fileio-copy", O_WRONLY) >= 0);
+    unlink("/tmp/fileio-copy");
     return 0;
 }
