@@ -24,6 +24,9 @@ class Kernel:
     def __init__(self, machine: Any, vfs: Any, hostname: str = "quark") -> None:
         self.lock = threading.Lock()
         self.machine = machine
+        # tmpfs data (host memory of this process) is bounded by the guest's RAM.
+        from quark.kernel.fs.tmpfs.fs import set_memory_budget
+        set_memory_budget(machine.mem.size)
         self.vfs = vfs
         self.hostname = hostname
         self.domainname = "(none)"

@@ -244,5 +244,15 @@ int main(int argc, char **argv)
     waitpid(runner, NULL, 0);
     SHOW("after the child is gone", open("/tmp/fileio-copy", O_WRONLY) >= 0);
     unlink("/tmp/fileio-copy");
+
+    /* An unlinked file keeps its data while open (on tmpfs under quark). */
+    mkdir("/dev/shm", 01777);           /* a plain directory in a bare chroot */
+    int w = open("/dev/shm/unlinked", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    write(w, "still here", 10);
+    SHOW("unlink it", unlink("/dev/shm/unlinked"));
+    char ub[16] = {0};
+    SHOW("pread after unlink", pread(w, ub, sizeof ub - 1, 0));
+    say("  -> \"%s\"\n", ub);
+    close(w);
     return 0;
 }

@@ -62,3 +62,31 @@ def test_ipv6_flowinfo_beyond_the_flow_label_is_ignored() -> None:
     with s:
         # Python raised OverflowError for flowinfo >= 2**20 (connect(2) never fails so).
         assert s.connect_ex(addr) in (0, errno.EADDRNOTAVAIL, errno.ENETUNREACH)
+
+
+def test_all_tmpfs_mounts_share_the_guest_memory_budget(monkeypatch) -> None:
+    from quark.kernel.errors import LinuxError
+    from quark.kernel.fs.tmpfs import fs as tmpfs
+    monkeypatch.setattr(tmpfs, "_budget", {"limit": 3 << 20, "used": 0})
+    a, b = tmpfs.TmpFs(), tmpfs.TmpFs()
+    a.charge(2 << 20)
+    with pytest.raises(LinuxError) as e:
+        b.charge(2 << 20)               # each alone would fit; together they do not
+    assert e.value.errno == errno.ENOSPC
+    a.charge(-(2 << 20))
+    b.charge(2 << 20)
+
+
+def test_unlinked_open_tmpfs_file_keeps_its_data_until_the_last_close() -> None:
+    from quark.kernel.fs.tmpfs import fs as tmpfs
+    fs = tmpfs.TmpFs()
+    node = tmpfs.TmpNode(fs, 0o100644, 0, 0, None)
+    f = tmpfs.TmpFile(node, 0o2, "/x", None)    # type: ignore[arg-type]
+    node.resize(4096)
+    used = fs.used
+    node.nlink = 0
+    node.release_data()                          # unlinked, still open: kept
+    assert len(node.data) == 4096 and fs.used == used
+    f.incref()
+    f.decref()                                   # the last close frees it
+    assert len(node.data) == 0 and fs.used == used - 4096

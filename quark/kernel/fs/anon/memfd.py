@@ -85,5 +85,6 @@ def make_memfd(t: Any, name: str, flags: int, *, sealing: bool, noexec: bool) ->
     from quark.kernel.vfs import perm
     mode = S_IFREG | (0o666 if noexec else 0o777)
     node = TmpNode(memfd_fs(), mode, perm.fsuid(t), perm.fsgid(t), None)
+    node.unnamed = True
     node.seals = (F_SEAL_EXEC if noexec else 0) if sealing else F_SEAL_SEAL  # type: ignore[attr-defined]
     return MemFile(node, flags, f"memfd:{name}")

@@ -68,6 +68,16 @@ def _default_limit() -> int:
     return parse_size("50%")
 
 
+# Every tmpfs of the process (one sandbox) draws on one budget: the data lives in the
+# sandbox's own memory, as tmpfs pages count against a container's memory cgroup.
+# The kernel sets it to the guest's memory size; a size= option limits one mount.
+_budget = {"limit": 0, "used": 0}
+
+
+def set_memory_budget(limit: int) -> None:
+    _budget["limit"] = limit
+
+
 class TmpFs(FileSystem):
     name = "tmpfs"
     magic = TMPFS_MAGIC
@@ -108,11 +118,13 @@ class TmpFs(FileSystem):
     def charge(self, delta: int) -> None:
         # Without size= the cap is Linux tmpfs's default, half of RAM: data here is
         # a bytearray, never sparse, so a guest's ftruncate(2**40) would otherwise
-        # ask the host for a terabyte.
+        # ask the host for a terabyte. All mounts together stay within the budget.
         limit = self.size_limit if self.size_limit is not None else _default_limit()
-        if delta > 0 and self.used + delta > limit:
+        total = _budget["limit"] or _default_limit()
+        if delta > 0 and (self.used + delta > limit or _budget["used"] + delta > total):
             raise LinuxError(ENOSPC)
         self.used += delta
+        _budget["used"] += delta
 
     def statfs(self) -> StatFs:
         bs = 4096
@@ -138,6 +150,14 @@ class TmpNode(Node):
         self.children: dict[str, TmpNode] | None = {} if mode & S_IFMT == S_IFDIR else None
         self.data = bytearray()
         self.target = ""
+        self.opens = 0          # open files: an unlinked file's data lives until 0
+        self.unnamed = False    # never had a name (memfd): free at the last close
+
+    def release_data(self) -> None:
+        """Free the data once no name and no open file reaches the node."""
+        if (self.nlink <= 0 or self.unnamed) and self.opens <= 0 and self.data:
+            self.fs.charge(-len(self.data))
+            self.data = bytearray()
 
     def key(self) -> int:
         return self.ino
@@ -225,9 +245,7 @@ class TmpNode(Node):
         node.touch(m=False)
         if node.nlink <= 0 or (node.children is not None and node.nlink <= 1):
             node.nlink = 0
-            if node.data:
-                self.fs.charge(-len(node.data))
-                node.data = bytearray()
+            node.release_data()     # at once, or at the last close (Linux's iput)
 
     def unlink(self, t: Any, name: str) -> None:
         node = self.lookup(t, name)
@@ -356,6 +374,11 @@ class TmpFile(File):
     def __init__(self, node: TmpNode, flags: int, path: str, loc: Location) -> None:
         super().__init__(flags, path, loc)
         self.node = node
+        node.opens += 1
+
+    def release(self) -> None:
+        self.node.opens -= 1
+        self.node.release_data()
 
     def read_at(self, bufs: list[memoryview], offset: int) -> int:
         data = self.node.data
