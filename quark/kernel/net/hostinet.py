@@ -383,11 +383,15 @@ class InetSocket(SocketFile):
         return n, anc, mflags, addr
 
     # ---- options
+    def check_option(self, level: int, name: int) -> None:
+        """Raise unless the host socket may see this option (overridden by netlink)."""
+        _whitelisted(level, name)
+
     def setsockopt(self, t: Any, level: int, name: int, val: bytes) -> None:
         if level == N.SOL_SOCKET and name in (N.SO_RCVTIMEO_OLD, N.SO_RCVTIMEO_NEW,
                                               N.SO_SNDTIMEO_OLD, N.SO_SNDTIMEO_NEW):
             return self.set_socket_opt(t, name, val)
-        _whitelisted(level, name)
+        self.check_option(level, name)
         if level == N.SOL_SOCKET and name in (N.SO_ERROR, N.SO_ACCEPTCONN):
             raise LinuxError(ENOPROTOOPT)
         with host_errors():
@@ -398,7 +402,7 @@ class InetSocket(SocketFile):
                                               N.SO_RCVTIMEO_OLD, N.SO_RCVTIMEO_NEW,
                                               N.SO_SNDTIMEO_OLD, N.SO_SNDTIMEO_NEW):
             return self.get_socket_opt(t, name, optlen)
-        _whitelisted(level, name)
+        self.check_option(level, name)
         with host_errors():
             return bytes(self.sock.getsockopt(level, name, min(max(optlen, 4), _OPT_MAX)))
 

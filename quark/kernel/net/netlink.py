@@ -121,24 +121,11 @@ class NetlinkSocket(InetSocket):
         check_requests(data)
         return await super().sendmsg(t, IoVec.of_views([memoryview(data)]), flags, None, anc)
 
-    def setsockopt(self, t: Any, level: int, name: int, val: bytes) -> None:
-        if level == N.SOL_SOCKET and name in (N.SO_RCVTIMEO_OLD, N.SO_RCVTIMEO_NEW,
-                                              N.SO_SNDTIMEO_OLD, N.SO_SNDTIMEO_NEW):
-            return self.set_socket_opt(t, name, val)
+    def check_option(self, level: int, name: int) -> None:
+        """Only the options in ``_PASS`` reach the host; any other, whatever its
+        level, is ENOPROTOOPT (netlink_setsockopt's answer)."""
         if name not in _PASS.get(level, ()):
             raise LinuxError(ENOPROTOOPT)
-        with host_errors():
-            self.sock.setsockopt(level, name, val)
-
-    def getsockopt(self, t: Any, level: int, name: int, optlen: int) -> bytes:
-        if level == N.SOL_SOCKET and name in (N.SO_TYPE, N.SO_DOMAIN, N.SO_PROTOCOL,
-                                              N.SO_RCVTIMEO_OLD, N.SO_RCVTIMEO_NEW,
-                                              N.SO_SNDTIMEO_OLD, N.SO_SNDTIMEO_NEW):
-            return self.get_socket_opt(t, name, optlen)
-        if name not in _PASS.get(level, ()):
-            raise LinuxError(ENOPROTOOPT)
-        with host_errors():
-            return bytes(self.sock.getsockopt(level, name, min(max(optlen, 4), 1024)))
 
 
 def new_socket(t: Any, stype: int, protocol: int, flags: int) -> NetlinkSocket:
