@@ -22,13 +22,13 @@ Some facts this rests on:
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any
 
 from quark.core.guest.layout import PAGE
 from quark.core.memory import OutOfMemory
 from quark.kernel.abi.linux import EIO, ENOMEM
 from quark.kernel.errors import LinuxError
+from quark.kernel.vfs.locks import inode_key
 
 
 class SharedPages:
@@ -110,8 +110,9 @@ class SharedPages:
                 continue
             f = self.pages[index]
             try:
-                _pwrite(self.writer, self.view[f:f + n], off)
-            except (OSError, LinuxError):
+                if self.writer.write_at([self.view[f:f + n]], off) != n:
+                    failed = True
+            except LinuxError:
                 failed = True
         if failed:
             raise LinuxError(EIO)
@@ -140,39 +141,27 @@ def _pages(offset: int | None, n: int) -> tuple[int, int | None]:
     return offset // PAGE, (offset + max(n, 1) - 1) // PAGE
 
 
+def _covering(file: Any, offset: int | None, n: int) -> list[tuple[SharedPages, int, int | None]]:
+    """The live objects of ``file``'s inode, each with the pages ``n`` bytes at
+    ``offset`` cover."""
+    objs = live.get(inode_key(file)[0]) if live else None
+    if not objs:
+        return []
+    first, last = _pages(offset, n)
+    return [(o, first, last) for o in objs]
+
+
 def before_read(file: Any, offset: int | None, n: int) -> None:
     """read(2) of ``file`` is about to read ``n`` bytes at ``offset``."""
-    if not live:
-        return
-    objs = live.get(file_key(file))
-    if objs:
-        first, last = _pages(offset, n)
-        for o in objs:
-            with contextlib.suppress(LinuxError):
-                o.write_back(first, last)
+    for o, first, last in _covering(file, offset, n):
+        with contextlib.suppress(LinuxError):
+            o.write_back(first, last)
 
 
 def after_write(file: Any, offset: int | None, n: int) -> None:
     """write(2) of ``file`` changed ``n`` bytes at ``offset``."""
-    if not live:
-        return
-    objs = live.get(file_key(file))
-    if objs:
-        first, last = _pages(offset, n)
-        for o in objs:
-            o.reload(first, last)
-
-
-def _pwrite(file: Any, data: memoryview, off: int) -> None:
-    fd = file.host_fd
-    if fd is not None:
-        while len(data):
-            n = os.pwrite(fd, data, off)
-            if n <= 0:
-                raise OSError("short write")
-            data, off = data[n:], off + n
-        return
-    file.write_at([data], off)
+    for o, first, last in _covering(file, offset, n):
+        o.reload(first, last)
 
 
 # The shared objects of files, by inode: one per machine (a process normally has
@@ -181,18 +170,15 @@ live: dict[Any, list[SharedPages]] = {}
 
 
 def file_key(file: Any) -> Any:
-    """The identity of ``file``'s inode, or None when it is no regular file (a shared
-    mapping of /dev/zero and the like is anonymous shared memory, as in Linux)."""
-    node = getattr(file, "node", None)
-    if node is not None:
-        return ("node", id(node))       # in-kernel inode (tmpfs, memfd): its identity
+    """The identity of ``file``'s inode (the lock table's, cached on the File), or
+    None when it is no regular file: a shared mapping of /dev/zero and the like is
+    anonymous shared memory, as in Linux."""
     try:
-        st = file.stat()
+        if not file.stat().is_reg():
+            return None
     except LinuxError:
         return None
-    if not st.is_reg():
-        return None
-    return ("host", st.dev, st.ino)
+    return inode_key(file)[0]
 
 
 def for_mapping(alloc: Any, view: memoryview, file: Any) -> SharedPages:

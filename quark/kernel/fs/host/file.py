@@ -119,6 +119,11 @@ class HostFile(File):
         assert self.host_fd is not None
         return vec_io(os.preadv, self.host_fd, bufs, offset)
 
+    def write_at(self, bufs: list[memoryview], offset: int) -> int:
+        """Write-back of MAP_SHARED pages (mm/shared.py), past the hooks of writev."""
+        assert self.host_fd is not None
+        return vec_io(os.pwritev, self.host_fd, bufs, offset)
+
     def set_status_flags(self, flags: int) -> None:
         super().set_status_flags(flags)
         # O_APPEND must reach the host fd: the host does the appending (this fd is
