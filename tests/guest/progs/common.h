@@ -3,6 +3,7 @@
  * numbers, timestamps or host-dependent values, only facts about them. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,4 +62,21 @@ __attribute__((unused)) static void die(const char *what)
 {
     say("FATAL %s: %s\n", what, ename(errno));
     exit(99);
+}
+
+/* A child that sleeps `ms`, then writes one byte to `fd` (if >= 0) and sends `sig` to
+ * the parent (if nonzero): something to wake a blocked call from outside. */
+__attribute__((unused)) static pid_t later(int ms, int fd, int sig)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        usleep(ms * 1000);
+        if (fd >= 0)
+            write(fd, "x", 1);
+        if (sig)
+            kill(parent, sig);
+        _exit(0);
+    }
+    return pid;
 }

@@ -31,21 +31,6 @@ static int ctl(int ep, int op, int fd, unsigned events, unsigned long long data)
     return epoll_ctl(ep, op, fd, &ev);
 }
 
-static pid_t later(int ms, int fd, int sig)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        usleep(ms * 1000);
-        if (fd >= 0)
-            write(fd, "x", 1);
-        if (sig)
-            kill(parent, sig);
-        _exit(0);
-    }
-    return pid;
-}
-
 int main(void)
 {
     char buf[64];

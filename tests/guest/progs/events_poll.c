@@ -18,22 +18,6 @@ static long ms_since(const struct timespec *a)
     return (b.tv_sec - a->tv_sec) * 1000 + (b.tv_nsec - a->tv_nsec) / 1000000;
 }
 
-/* A child that sleeps `ms` then writes one byte to `fd` (or signals the parent). */
-static pid_t later(int ms, int fd, int sig)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        usleep(ms * 1000);
-        if (fd >= 0)
-            write(fd, "x", 1);
-        if (sig)
-            kill(parent, sig);
-        _exit(0);
-    }
-    return pid;
-}
-
 static void reap(pid_t pid)
 {
     int st;
