@@ -50,15 +50,17 @@ class Leases:
         self.data: dict[str, dict[str, Any]] = {}
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[Leases]:
-        """Hold the lock; ``self.data`` is the file's content, saved on success."""
+    def locked(self, save: bool = True) -> Iterator[Leases]:
+        """Hold the lock; ``self.data`` is the file's content, saved on success
+        unless ``save`` is False (the lock only orders other work)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.data = self._read()
             yield self
-            self._write()
+            if save:
+                self._write()
         finally:
             os.close(fd)            # closing drops the flock
 

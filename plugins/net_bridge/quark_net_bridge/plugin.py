@@ -151,10 +151,6 @@ class _Helper:
         return out["result"]
 
 
-def _in_child(fn: Callable[..., Any], *args: Any) -> Any:
-    return _Helper(fn, *args).result()
-
-
 def _delete_link(name: str) -> None:
     with Rtnl() as ip:
         idx = ip.link_index(name)
@@ -171,7 +167,7 @@ def _remove_links(sandbox_id: str) -> None:
         socket.if_nametoindex(name)     # an ioctl in this thread's namespace
     except OSError:
         return      # not here: gone with its namespace, or we are in the sandbox's
-    _in_child(_delete_link, name)
+    _Helper(_delete_link, name).result()
 
 
 def _setns(fd: int) -> None:
@@ -267,7 +263,7 @@ def quark_network_setup(spec: Any, netns_path: str,
     def finish() -> dict[str, Any]:
         try:
             host_mac, br_mac, eth_mac = helper.result()
-            with leases.locked():       # the firewall, as the leases, one at a time
+            with leases.locked(save=False):   # the firewall, one sandbox at a time
                 _forwarding_on()
                 if conf["masquerade"]:
                     nat.ensure_masquerade()
