@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from quark.kernel.abi.linux import (
@@ -176,13 +177,19 @@ async def sys_ppoll(t: Task, a: SyscallArgs) -> int:
     if tsp:
         deadline = _deadline(*_TIMESPEC.unpack(t.mm.read(tsp, 16)))
     set_user_sigmask(t, sigp, sigsize)
-    try:
-        ret = await do_poll(t, ufds, nfds, deadline)
-    except Interrupted:
-        ret = -ERESTARTNOHAND
-    except LinuxError as e:
-        ret = -e.errno
+    ret = await _outcome(do_poll(t, ufds, nfds, deadline))
     return _finish(t, tsp, deadline, False, ret)
+
+
+async def _outcome(wait: Awaitable[int]) -> int:
+    """What ``wait`` (a do_poll or do_select) ends with, as poll_select_finish takes
+    it: the count, or -errno (-ERESTARTNOHAND when a signal ended the wait)."""
+    try:
+        return await wait
+    except Interrupted:
+        return -ERESTARTNOHAND
+    except LinuxError as e:
+        return -e.errno
 
 
 def _finish(t: Task, addr: int, deadline: int | None, timeval: bool, ret: int) -> int:
@@ -270,12 +277,7 @@ async def sys_select(t: Task, a: SyscallArgs) -> int:
         sec, usec = _TIMEVAL.unpack(t.mm.read(tvp, 16))
         q, r = _c_divmod(usec, 1_000_000)
         deadline = _deadline(sec + q, r * 1000)
-    try:
-        ret = await do_select(t, n, (a.ptr(1), a.ptr(2), a.ptr(3)), deadline)
-    except Interrupted:
-        ret = -ERESTARTNOHAND
-    except LinuxError as e:
-        ret = -e.errno
+    ret = await _outcome(do_select(t, n, (a.ptr(1), a.ptr(2), a.ptr(3)), deadline))
     return _finish(t, tvp, deadline, True, ret)
 
 
@@ -289,11 +291,6 @@ async def sys_pselect6(t: Task, a: SyscallArgs) -> int:
     if tsp:
         deadline = _deadline(*_TIMESPEC.unpack(t.mm.read(tsp, 16)))
     set_user_sigmask(t, sigp, sigsize)
-    try:
-        ret = await do_select(t, n, (a.ptr(1), a.ptr(2), a.ptr(3)), deadline)
-    except Interrupted:
-        ret = -ERESTARTNOHAND
-    except LinuxError as e:
-        ret = -e.errno
+    ret = await _outcome(do_select(t, n, (a.ptr(1), a.ptr(2), a.ptr(3)), deadline))
     return _finish(t, tsp, deadline, False, ret)
 
