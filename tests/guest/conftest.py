@@ -5,8 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from tests.guest.harness import can_chroot
+
 # Modules whose every case is listed in the summary (issue acceptance checks).
 PER_CASE = ("tests/guest/test_debian.py",)
+
+
+@pytest.fixture
+def need_chroot() -> None:
+    """Skips a test that needs the native reference run (chroot as root) where it is
+    impossible; a module asks with ``pytest.mark.usefixtures("need_chroot")``."""
+    reason = can_chroot()
+    if reason:
+        pytest.skip(f"native reference runs impossible: {reason}")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

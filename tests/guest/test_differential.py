@@ -23,13 +23,13 @@ from tests.guest.harness import (
     PROGS,
     ROOTFS_SHADOW,
     Result,
-    can_chroot,
     env_args,
     fresh_copy,
     populate,
     run_native,
 )
 
+pytestmark = pytest.mark.usefixtures("need_chroot")  # every test runs natively too
 CFLAGS = ("-Wall", "-I", str(PROGS))
 MARKER_TEXT = "HOST-SECRET-" + secrets.token_hex(8)
 
@@ -217,13 +217,6 @@ def _diff(native: Result, quark: Result) -> str:
                                         quark.stdout.splitlines(True), "native", "quark"))
     return (f"exit codes: native {native.code}, quark {quark.code}\n{diff or '(same stdout)'}"
             f"\nquark stderr (tail):\n{quark.stderr[-3000:]}")
-
-
-@pytest.fixture(autouse=True)
-def _need_chroot() -> None:
-    reason = can_chroot()
-    if reason:
-        pytest.skip(f"native reference runs impossible: {reason}")
 
 
 @pytest.mark.root

@@ -14,10 +14,11 @@ from tests.guest.test_differential import (  # noqa: F401  (fixtures used by nam
     Case,
     _check_expectations,
     _diff,
-    _need_chroot,
     guest_binaries,
     guest_template,
 )
+
+pytestmark = pytest.mark.usefixtures("need_chroot")  # every test runs natively too
 
 CASES = [
     Case("events_poll", must=(

@@ -14,13 +14,13 @@ from quark.tools.bundle import make_rootfs
 from tests.guest.harness import (
     PROGS,
     Result,
-    can_chroot,
     env_args,
     fresh_copy,
     populate,
     run_native,
 )
 
+pytestmark = pytest.mark.usefixtures("need_chroot")  # the differential cases run natively
 CFLAGS = ("-Wall", "-I", str(PROGS))
 
 # (argv, lines the native run must print: proves the expectations on this machine)
@@ -64,13 +64,6 @@ def net_template(tmp_path_factory: pytest.TempPathFactory,
     make_rootfs(rootfs, extra_binaries=bins)
     populate(rootfs)
     return rootfs
-
-
-@pytest.fixture(autouse=True)
-def _need_chroot() -> None:
-    reason = can_chroot()
-    if reason:
-        pytest.skip(f"native reference runs impossible: {reason}")
 
 
 @pytest.mark.kvm
