@@ -39,7 +39,7 @@ from quark.kernel.abi.linux import (
 )
 from quark.kernel.errors import LinuxError
 from quark.kernel.net import abi as N
-from quark.kernel.vfs.file import File
+from quark.kernel.vfs.file import File, copy_out
 from quark.kernel.vfs.stat import Stat, StatFs, now_ns
 from quark.kernel.waiting import ERESTARTSYS, WaitQueue
 
@@ -103,15 +103,7 @@ class IoVec:
 
     def scatter(self, skip: int, data: bytes | bytearray | memoryview) -> int:
         """Copy ``data`` into the buffers from byte ``skip`` on; returns bytes copied."""
-        src = memoryview(data)
-        done = 0
-        for v in self.views(skip):
-            if done >= len(src):
-                break
-            k = min(len(v), len(src) - done)
-            v[:k] = src[done:done + k]
-            done += k
-        return done
+        return copy_out(data, self.views(skip))
 
 
 class Ancillary:
