@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from quark.oci.console import Pty, recv_console, send_console
+from quark.oci.console import Pty, send_console
 from quark.oci.errors import OciError
 
+if TYPE_CHECKING:
+    from tests.unit.oci.conftest import ConsoleReceiver
 
-def test_master_reaches_the_socket_and_talks_to_the_slave(tmp_path: Path) -> None:
-    path = str(tmp_path / "console.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    got: dict[str, object] = {}
 
-    def accept() -> None:
-        conn, _ = srv.accept()
-        with conn:
-            got["name"], got["fd"] = recv_console(conn)
-
-    th = threading.Thread(target=accept)
-    th.start()
+def test_master_reaches_the_socket_and_talks_to_the_slave(
+        console_receiver: ConsoleReceiver) -> None:
     pty = Pty(width=100, height=40)
     try:
-        send_console(path, pty)
-        th.join(5)
-        assert got["name"] == pty.name and str(got["name"]).startswith("/dev/pts/")
-        master = int(got["fd"])  # type: ignore[call-overload]
+        send_console(console_receiver.path, pty)
+        name, master = console_receiver.received()
+        assert name == pty.name and name.startswith("/dev/pts/")
         os.write(pty.slave, b"hello\n")
         assert b"hello" in os.read(master, 100)
         import fcntl
@@ -44,7 +33,6 @@ def test_master_reaches_the_socket_and_talks_to_the_slave(tmp_path: Path) -> Non
         os.close(master)
     finally:
         pty.close()
-        srv.close()
 
 
 def test_unreachable_socket_is_one_line(tmp_path: Path) -> None:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from quark.oci.console import recv_console, set_size
+from quark.oci.console import set_size
+
+if TYPE_CHECKING:
+    from tests.unit.oci.conftest import ConsoleReceiver
 
 pytestmark = [pytest.mark.kvm, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[3]
@@ -185,28 +186,14 @@ def test_hooks_order_and_failure(q: Quark, make_bundle: Callable[..., Path],
     assert not (q.root / "h2").exists()
 
 
-def test_console_socket(q: Quark, make_bundle: Callable[..., Path], tmp_path: Path) -> None:
+def test_console_socket(q: Quark, make_bundle: Callable[..., Path],
+                        console_receiver: ConsoleReceiver) -> None:
     script = ('trap "stty size" WINCH; [ -t 0 ] && [ -t 1 ] && echo on-a-tty; '
               'while true; do sleep 0.1; done')
     bundle = make_bundle(["sh", "-c", script], terminal=True)
-    sock_path = str(tmp_path / "console.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock_path)
-    srv.listen(1)
-    got: dict[str, Any] = {}
-
-    def accept() -> None:
-        conn, _ = srv.accept()
-        with conn:
-            got["name"], got["fd"] = recv_console(conn)
-
-    th = threading.Thread(target=accept)
-    th.start()
-    r = q("create", "--bundle", str(bundle), "--console-socket", sock_path, "t1")
+    r = q("create", "--bundle", str(bundle), "--console-socket", console_receiver.path, "t1")
     assert r.returncode == 0, r.stderr
-    th.join(5)
-    srv.close()
-    master = got["fd"]
+    _, master = console_receiver.received()
     assert q("start", "t1").returncode == 0
     buf = b""
     deadline = time.monotonic() + 15
