@@ -39,7 +39,7 @@ from quark.kernel.abi.linux import (
 )
 from quark.kernel.errors import LinuxError
 from quark.kernel.net import abi as N
-from quark.kernel.vfs.file import File, copy_out
+from quark.kernel.vfs.file import File, copy_out, skip_bytes
 from quark.kernel.vfs.stat import Stat, StatFs, now_ns
 from quark.kernel.waiting import ERESTARTSYS, WaitQueue
 
@@ -74,15 +74,9 @@ class IoVec:
         return cls(None, [], False, bufs)
 
     def views(self, skip: int = 0) -> list[memoryview]:
-        out: list[memoryview] = []
         if self.fixed is not None:
-            for b in self.fixed:
-                if skip >= len(b):
-                    skip -= len(b)
-                    continue
-                out.append(b[skip:])
-                skip = 0
-            return out
+            return skip_bytes(self.fixed, skip)
+        out: list[memoryview] = []
         for base, n in self.ranges:
             if skip >= n:
                 skip -= n

@@ -235,5 +235,20 @@ def copy_out(data: bytes | bytearray | memoryview, bufs: list[memoryview]) -> in
     return done
 
 
+def skip_bytes(bufs: list[memoryview], skip: int) -> list[memoryview]:
+    """``bufs`` from byte ``skip`` on (``bufs`` itself when ``skip`` is 0): what is
+    left of a vector after a partial transfer."""
+    if not skip:
+        return bufs
+    out = []
+    for b in bufs:
+        if skip >= len(b):
+            skip -= len(b)
+            continue
+        out.append(b[skip:])
+        skip = 0
+    return out
+
+
 def total_len(bufs: list[memoryview]) -> int:
     return sum(len(b) for b in bufs)

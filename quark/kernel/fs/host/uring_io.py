@@ -34,6 +34,7 @@ from typing import Any
 
 from quark.kernel.abi.linux import ECANCELED, EINTR
 from quark.kernel.errors import LinuxError
+from quark.kernel.vfs.file import skip_bytes, total_len
 from quark.kernel.waiting import WaitQueue
 
 log = logging.getLogger("quark.kernel")
@@ -132,10 +133,10 @@ class UringIO:
             # thread is the one that will sleep waiting for it; submitted from the
             # poller, each completion cost a wake-up of the poller as well.
             await t.block((), timeout=0)
-        total = sum(len(b) for b in bufs)
+        total = total_len(bufs)
         done = 0
         while True:
-            op = self.start(fd, _tail(bufs, done), write)
+            op = self.start(fd, skip_bytes(bufs, done), write)
             try:
                 res = await self.wait(t, op)
             except LinuxError:
@@ -153,19 +154,6 @@ class UringIO:
     def close(self) -> None:
         self.ring.close()
         os.close(self.efd)
-
-
-def _tail(bufs: list[memoryview], skip: int) -> list[memoryview]:
-    if not skip:
-        return bufs
-    out = []
-    for b in bufs:
-        if skip >= len(b):
-            skip -= len(b)
-            continue
-        out.append(b[skip:])
-        skip = 0
-    return out
 
 
 _UNSET: Any = object()
