@@ -134,6 +134,9 @@ class Vcpu:
         self._mb32 = mbox.cast("I")
         self._mb64 = mbox.cast("Q")
         mbox.release()
+        # The slot's words for the poller's scan (see layout.MB_STATE, MB_WAIT):
+        # guest-writable like every mailbox word, only a hint of where to look.
+        self.qcall_slot = self._mb32
         self.spin_max = getattr(machine, "qcall_spin", 0)
         self.spin = self.spin_max
         self._mb32[L.MB_SPIN // 4] = self.spin

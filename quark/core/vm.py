@@ -39,6 +39,8 @@ class Machine:
         self.stub = stub if stub is not None else load_stub()
         self._lock = threading.Lock()
         self.vcpus: list[Vcpu] = []
+        # (mailbox words, vCPU) of every vCPU: what the QCall poller scans.
+        self.qcall_slots: tuple[tuple[memoryview, Vcpu], ...] = ()
         self._next_index = 0
         self._idle: list[Vcpu] = []
 
@@ -82,6 +84,7 @@ class Machine:
         v = Vcpu(self, index)       # maps pages: outside our lock (map takes it)
         with self._lock:
             self.vcpus.append(v)
+            self.qcall_slots = (*self.qcall_slots, (v.qcall_slot, v))
         v.state = VcpuState.RUNNING
         return v
 
@@ -104,6 +107,7 @@ class Machine:
             self._idle.append(v)
 
     def close(self) -> None:
+        self.qcall_slots = ()
         for v in self.vcpus:
             v.close()
         os.close(self.vm_fd)

@@ -24,7 +24,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 from quark.core import kvm_ffi
-from quark.core.guest.layout import KBASE, PORT_EXCEPTION, PORT_SYSCALL
+from quark.core.guest.layout import (
+    KBASE,
+    MB_STATE,
+    MB_WAIT,
+    PORT_EXCEPTION,
+    PORT_SYSCALL,
+    QC_SUBMITTED,
+)
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.signals import (
@@ -42,6 +49,7 @@ from quark.kernel.waiting import ERESTARTSYS, Block
 log = logging.getLogger("quark.kernel")
 
 STOP_SYSCALL, STOP_FAULT, STOP_KICK = 1, 2, 3
+_QC_STATE, _QC_WAIT = MB_STATE // 4, MB_WAIT // 4     # words of a vCPU's qcall_slot
 _M64 = (1 << 64) - 1
 
 
@@ -281,11 +289,12 @@ def _signed(v: int) -> int:
 
 
 def qcall_serve_all(k: Any) -> bool:
-    """One poller pass over every vCPU's slot; True if any call was served."""
-    from quark.core.guest.layout import QC_SUBMITTED
+    """One poller pass over every vCPU's slot; True if any call was served.
+    The scan reads the slot words directly: it runs once per call and once per
+    idle pass of the poller, so its cost is part of every call's latency."""
     served = False
-    for v in k.machine.vcpus:
-        if v.qc_state() != QC_SUBMITTED or not v.qc_waiting():
+    for mb, v in k.machine.qcall_slots:
+        if mb[_QC_STATE] != QC_SUBMITTED or not mb[_QC_WAIT]:
             continue
         with k.lock:
             t = getattr(v, "task", None)
