@@ -49,6 +49,24 @@ class FrameAllocator:
             self._next = pa + PAGE
             return pa
 
+    def alloc_many(self, n: int) -> list[int]:
+        """``n`` frames at once (a fault-around, a fork): one lock round for all;
+        all or none (OutOfMemory)."""
+        with self._lock:
+            free = self._free
+            take = min(n, len(free))
+            out = free[len(free) - take:]
+            rest = n - take
+            if self._next + rest * PAGE > self.mem.size:
+                raise OutOfMemory("guest memory exhausted")
+            del free[len(free) - take:]
+            out.reverse()                   # the order alloc() would hand them out
+            if rest:
+                out.extend(range(self._next, self._next + rest * PAGE, PAGE))
+                self._next += rest * PAGE
+            self.in_use += n
+            return out
+
     def free_many(self, frames: list[int]) -> None:
         """Let go of frames: shared ones lose a holder; the rest are discarded in runs
         of contiguous pages (one madvise each) and reused."""

@@ -66,6 +66,19 @@ class PageTable:
         _Q.pack_into(self.buf, slot, (pa & ADDR_MASK) | flags | P)
         return int(old)
 
+    def map_run(self, va: int, frames: list[int], flags: int) -> None:
+        """Map consecutive pages from ``va`` to ``frames`` over entries that were
+        empty (a fault-around): the entries of each leaf table in one store."""
+        i, n = 0, len(frames)
+        while i < n:
+            page = va + i * 4096
+            pt = self._leaf_table(page, True)
+            k = min(n - i, 512 - ((page >> 12) & 511))       # entries left in this table
+            bits = flags | P
+            words = [(f & ADDR_MASK) | bits for f in frames[i:i + k]]
+            struct.pack_into(f"<{k}Q", self.buf, pt + 8 * ((page >> 12) & 511), *words)
+            i += k
+
     def unmap(self, va: int) -> int:
         """Clear the leaf entry for ``va``; returns it (0 if there was none)."""
         pt = self._leaf_table(va, False)

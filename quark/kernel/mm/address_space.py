@@ -222,15 +222,24 @@ class AddressSpace:
         out: list[memoryview] = []
         run_pa = run_len = 0
         end = addr + n
+        frames = self.frames
+        # a present page that allows the access as it is (every buffer of a read or
+        # write loop after its first call); anything else goes through _frame
+        need = PROT_WRITE if write else PROT_MASK
+        stop = COW if write else 0
         while addr < end:
             off = addr & _LOW
             take = min(PAGE - off, end - addr)
-            try:
-                pa = self._frame(addr - off, write) + off
-            except LinuxError:
-                if not partial or (not out and not run_len):
-                    raise
-                break
+            e = frames.get(addr - off)
+            if e is not None and e & need and not e & stop:
+                pa = (e & ~_LOW) + off
+            else:
+                try:
+                    pa = self._frame(addr - off, write) + off
+                except LinuxError:
+                    if not partial or (not out and not run_len):
+                        raise
+                    break
             if run_len and pa == run_pa + run_len:
                 run_len += take
             else:
@@ -264,7 +273,7 @@ class AddressSpace:
         if vma.shm is not None:
             return self._populate_shared(vma, pages)
         try:
-            frames = [self.alloc.alloc() for _ in pages]
+            frames = self.alloc.alloc_many(len(pages))
         except OutOfMemory:
             raise LinuxError(ENOMEM) from None
         if vma.file is not None:
@@ -278,11 +287,11 @@ class AddressSpace:
             finally:
                 for v in views:
                     v.release()
-        flags = _pte_flags(vma.prot)
         prot = vma.prot & PROT_MASK
-        for page, f in zip(pages, frames):
-            self.frames[page] = f | prot
-            self.pt.map(page, f, flags)
+        self.frames.update(zip(pages, [f | prot for f in frames]))
+        # pages are consecutive and were not present (the loop above stops at the
+        # first present one): one run of empty entries
+        self.pt.map_run(va, frames, _pte_flags(vma.prot))
         return frames[0]
 
     def _populate_shared(self, vma: Vma, pages: list[int]) -> int:
@@ -685,7 +694,8 @@ class AddressSpace:
         self.alloc._runs(sorted(downgraded), self.mem.invalidate)
 
     def _fork_copy(self, child: AddressSpace) -> None:
-        buf = self.buf
+        view = self.view
+        plain: list[tuple[int, int]] = []
         for page, e in self.frames.items():
             if page in self.special:
                 child.frames[page] = e
@@ -701,16 +711,31 @@ class AddressSpace:
                     prot = e & PROT_MASK
                     child.pt.map(page, f, _pte_flags(prot if e & SHM else prot & ~PROT_WRITE))
                 continue
-            try:
-                f = self.alloc.alloc()
-            except OutOfMemory:
-                child.release()
-                raise LinuxError(ENOMEM) from None
+            plain.append((page, e))
+        try:
+            new = self.alloc.alloc_many(len(plain))
+        except OutOfMemory:
+            child.release()
+            raise LinuxError(ENOMEM) from None
+        # Copy, then map in runs of consecutive pages with the same rights (the
+        # frames dict keeps insertion order, which is mostly address order).
+        run_va = run_flags = 0
+        run: list[int] = []
+        for (page, e), f in zip(plain, new):
             old = e & ~_LOW
-            buf[f:f + PAGE] = buf[old:old + PAGE]
-            child.frames[page] = f | (e & PROT_MASK)
-            if e & PROT_MASK:
-                child.pt.map(page, f, _pte_flags(e & PROT_MASK))
+            view[f:f + PAGE] = view[old:old + PAGE]
+            prot = e & PROT_MASK
+            child.frames[page] = f | prot
+            flags = _pte_flags(prot) if prot else 0
+            if run and (page != run_va + len(run) * PAGE or flags != run_flags):
+                child.pt.map_run(run_va, run, run_flags)
+                run = []
+            if flags:
+                if not run:
+                    run_va, run_flags = page, flags
+                run.append(f)
+        if run:
+            child.pt.map_run(run_va, run, run_flags)
 
     def hold_text(self, table: dict[Any, int], key: Any) -> None:
         """This space runs the executable ``key`` (kernel.text_busy) until released."""
