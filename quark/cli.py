@@ -359,6 +359,27 @@ def _cmd_plugins(ns: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _cmd_template(ns: argparse.Namespace, cfg: Config) -> int:
+    import json
+
+    from .template import client
+
+    path = ns.socket or client.socket_path() or client.DEFAULT_SOCKET
+    if ns.action == "status":
+        from .template.server import status
+
+        try:
+            print(json.dumps(status(path), indent=2))
+        except OSError as e:
+            raise UsageError(f"template on {path}: {e.strerror or e}") from e
+        return 0
+    from .log import setup_logging
+    from .template.server import serve
+
+    setup_logging(cfg.log)
+    return serve(path)
+
+
 # -- parsers ---------------------------------------------------------------------------
 
 def _id(p: argparse.ArgumentParser) -> None:
@@ -510,6 +531,16 @@ def _p_plugins(sub: SubParsers) -> argparse.ArgumentParser:
     return p
 
 
+def _p_template(sub: SubParsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("template", help="a warm process that forks foreground runs "
+                                        "(see docs/template.md)")
+    p.add_argument("action", choices=["serve", "status"],
+                   help="serve: run the template (until SIGTERM); status: ask it")
+    p.add_argument("--socket", metavar="PATH",
+                   help="its socket (default $QUARK_TEMPLATE or /run/quark/template.sock)")
+    return p
+
+
 # name: (parser builder, handler, number of positionals before a trailing command line)
 COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
                           Callable[[argparse.Namespace, Config], int], int | None]] = {
@@ -531,13 +562,14 @@ COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
     "features": (_p_features, _cmd_features, None),
     "bundle": (_p_bundle, _cmd_bundle, 2),
     "plugins": (_p_plugins, _cmd_plugins, None),
+    "template": (_p_template, _cmd_template, None),
 }
 
 
 def build_parser(only: str | None = None
                  ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser, with the subparser of command `only` alone if it is one (building
-    all eighteen costs ~5 ms of every start), else all of them (for --help, errors)."""
+    all nineteen costs ~5 ms of every start), else all of them (for --help, errors)."""
     parser = argparse.ArgumentParser(
         prog="quark",
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version's lines

@@ -33,6 +33,11 @@ def phase(name: str) -> None:
     _phases.append((name, time.monotonic()))
 
 
+def restart_phases(t0: float) -> None:
+    """Count phases from monotonic time `t0` (a template's run: its caller's start)."""
+    _phases[:] = [("main", t0)]
+
+
 def log_phases(what: str) -> None:
     """One debug record: the milliseconds each marked phase took since the one
     before it (the first since this module was imported, i.e. the command's start)."""

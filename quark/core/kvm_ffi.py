@@ -206,11 +206,20 @@ def vcpu_mmap_size(kvm_fd: int) -> int:
     return _call_int(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0, "KVM_GET_VCPU_MMAP_SIZE")
 
 
+_supported_cpuid: Cpuid2 | None = None
+
+
 def supported_cpuid(kvm_fd: int) -> Cpuid2:
-    c = Cpuid2()
-    c.nent = _MAX_CPUID
-    _call(kvm_fd, KVM_GET_SUPPORTED_CPUID, c, "KVM_GET_SUPPORTED_CPUID")
-    return c
+    """What KVM supports (a fresh copy each call: callers edit it). Asked once per
+    process: it is the host's, and the ioctl took up to 6 ms here (a template's runs
+    inherit the answer)."""
+    global _supported_cpuid
+    if _supported_cpuid is None:
+        c = Cpuid2()
+        c.nent = _MAX_CPUID
+        _call(kvm_fd, KVM_GET_SUPPORTED_CPUID, c, "KVM_GET_SUPPORTED_CPUID")
+        _supported_cpuid = c
+    return Cpuid2.from_buffer_copy(_supported_cpuid)
 
 
 # ---- VM-level calls

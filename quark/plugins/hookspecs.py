@@ -164,3 +164,18 @@ def quark_plugin_status() -> str | None:
 
     :returns: the line, or None for nothing to report.
     """
+
+
+# -- templates -----------------------------------------------------------------------
+
+@hookspec
+def quark_preload() -> None:
+    """Called once in a template process (``quark template serve``) before it forks
+    any run: import the modules your hooks will import, so that every run starts
+    with them loaded and shares their pages with the template.
+
+    Import only: start no thread (the template forks), open no file or socket a run
+    would inherit, and read no configuration (a run reads its own).
+
+    :returns: nothing; a failure is logged and the run imports what it needs itself.
+    """

@@ -164,9 +164,34 @@ def _register_builtins(pm: QuarkPluginManager, config: Any) -> None:
                                    builtin=True))
 
 
+# Set by preload() in a template process: its runs reuse the scan of every installed
+# distribution's metadata (~8 ms here) instead of repeating it.
+_entry_points: list[Any] | None = None
+
+
+def _scan() -> list[Any]:
+    if _entry_points is not None:
+        return _entry_points
+    return sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name)
+
+
+def preload(config: Any = None) -> None:
+    """In a template process (quark.template): scan the entry points, import every
+    plugin, and let each import what its hooks will (quark_preload)."""
+    global _entry_points
+    _entry_points = None
+    pm = make_manager(config)
+    _entry_points = _scan()
+    for impl in reversed(pm.hook.quark_preload.get_hookimpls()):
+        try:
+            impl.function()
+        except Exception as e:  # noqa: BLE001 - a run imports it again, or fails alone
+            log.warning("plugin %s: quark_preload failed: %s", impl.plugin_name, e)
+
+
 def _register_entry_points(pm: QuarkPluginManager) -> None:
     wanted = _wanted()
-    for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+    for ep in _scan():
         if wanted is not None and ep.name not in wanted:
             continue
         if pm.has_plugin(ep.name):

@@ -1,0 +1,509 @@
+"""`quark template serve`: import once, fork a run per request.
+
+One thread, one poll loop (fork from a threaded process would copy locks held by
+threads that do not exist in the child). Per run the template holds the connection
+(to learn that the caller died: its run is then killed, as the caller's own sandbox
+would have died with it) and a pidfd (to reap the run and report a death the run
+could not report itself).
+
+A request is served only if its caller could have run the command itself with the
+same result: same user, groups, capabilities, no_new_privs, seccomp mode, LSM label,
+root directory and namespaces as the template. Anything else is refused and the
+caller runs the command in its own process; so is everything after the code of quark
+or of a plugin changed on disk (the template would run the old code).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import client as wire
+
+log = logging.getLogger("quark.template")
+
+SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)      # Linux 6.5
+_STATUS_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd",
+                  "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters")
+_NAMESPACES = ("user", "mnt", "net", "pid", "ipc", "uts", "cgroup", "time")
+
+# What a foreground run imports (found by diffing sys.modules of a served run).
+PRELOAD = (
+    "quark.cli", "quark.config", "quark.log", "quark.oci.lifecycle", "quark.oci.spec",
+    "quark.oci.state", "quark.oci.hooks", "quark.oci.cgroups", "quark.oci.console",
+    "quark.sandbox.service", "quark.sandbox.process", "quark.sandbox.netns",
+    "quark.sandbox.control", "quark.core.vm", "quark.core.vcpu", "quark.core.qcall",
+    "quark.kernel.kernel", "quark.kernel.taskrun", "quark.kernel.vfs.mount",
+    "quark.kernel.vfs.fscontext", "quark.kernel.fs.host.fs", "quark.kernel.fs.tmpfs.fs",
+    "quark.kernel.fs.tmpfs.synthetic", "quark.kernel.fs.dev.devfs",
+    "quark.kernel.fs.proc.fs", "quark.kernel.fs.proc.info", "quark.kernel.fs.proc.text",
+    "quark.kernel.loader.vdso", "quark.kernel.procinfo", "quark.kernel.timekeeper",
+    "quark.core.guest.build",
+    "structlog", "uvloop", "asyncio", "subprocess", "tomllib",
+)
+
+
+def preload() -> None:
+    """Import what runs use, and let plugins import theirs (quark_preload)."""
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:    # tomllib before 3.11; anything else shows in a run
+            log.debug("template: not preloaded: %s: %s", name, e)
+    from quark.kernel.syscalls import table
+    table.load()
+    from quark.core import kvm_ffi
+    try:
+        fd = kvm_ffi.open_kvm()
+    except OSError:
+        pass                    # no /dev/kvm: each run says so
+    else:
+        kvm_ffi.supported_cpuid(fd)
+        os.close(fd)
+    from quark.plugins import manager
+    manager.preload()
+
+
+def _code_files() -> dict[str, int]:
+    """The source and bytecode files of every loaded quark and plugin module, with
+    their mtimes: a run of a template whose code changed on disk would mix versions."""
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None)
+        if not path or not (name.startswith("quark") or "quark" in path.rsplit("/", 3)[-3:-1]
+                            or name.split(".")[0].startswith("quark_")):
+            continue
+        try:
+            out[path] = os.stat(path).st_mtime_ns
+        except OSError:
+            pass
+    return out
+
+
+def _context(pid: int | str) -> dict[str, Any]:
+    """Who process `pid` is, as far as a run's behaviour depends on it."""
+    ctx: dict[str, Any] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in _STATUS_FIELDS:
+                ctx[key] = " ".join(value.split())
+    for ns in _NAMESPACES:
+        try:
+            ctx[f"ns/{ns}"] = os.readlink(f"/proc/{pid}/ns/{ns}")
+        except FileNotFoundError:
+            pass
+    ctx["root"] = os.stat(f"/proc/{pid}/root")[1:3]        # (ino, dev)
+    try:
+        with open(f"/proc/{pid}/attr/current", "rb") as f:
+            ctx["lsm"] = f.read()
+    except OSError:
+        pass
+    return ctx
+
+
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """The caller's pid and a pidfd of it (taken by the kernel at connect, so a
+    recycled pid cannot stand in for it)."""
+    pid, _uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET,
+                                                          socket.SO_PEERCRED, 12))
+    try:
+        pidfd = conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
+    except OSError:
+        pidfd = os.pidfd_open(pid)
+    return pid, pidfd
+
+
+def _alive(pidfd: int) -> bool:
+    p = select.poll()
+    p.register(pidfd, select.POLLIN)
+    return not p.poll(0)
+
+
+@dataclass
+class Run:
+    pid: int
+    pidfd: int
+    conn: socket.socket
+    caller_gone: bool = False
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    served: int = 0
+    refused: int = 0
+    max_run_rss_kib: int = 0
+    last_run_rss_kib: int = 0
+
+
+def _check_request(words: list[str] | None, fds: list[int]
+                   ) -> tuple[dict[str, Any] | None, str | None]:
+    """(the request, None) or (None, why it is refused)."""
+    if not words:
+        return None, "unreadable request"
+    if words == ["status"]:
+        return {"op": "status"}, None if not fds else "a status request carries no fds"
+    try:
+        msg = wire.parse_run(words)
+    except ValueError as e:
+        return None, f"malformed request: {e}"
+    if len(fds) != 4:
+        return None, "a request carries fds 0, 1, 2 and the working directory"
+    if not wire.served(msg["argv"]):    # type: ignore[arg-type]
+        return None, "not a command the template serves"
+    return {"op": "run", **msg}, None
+
+
+class Template:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.runs: dict[int, Run] = {}          # by pidfd
+        self.by_conn: dict[int, Run] = {}       # by connection fd
+        self.stats = Stats()
+        self.stopping = False
+        self.listener: socket.socket | None = None
+        self.wake: tuple[int, int] = (-1, -1)
+        self.poll = select.poll()
+        self.context = _context("self")
+        self.code = _code_files()
+        self.stale: str | None = None
+
+    # ---- set-up
+
+    def listen(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            probe.connect(self.path)
+        except FileNotFoundError:
+            pass
+        except ConnectionRefusedError:
+            os.unlink(self.path)        # left by a template that died
+        else:
+            raise OSError(f"a template already listens on {self.path}")
+        finally:
+            probe.close()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)           # the socket is born 0600: no window for others
+        try:
+            s.bind(self.path)
+        finally:
+            os.umask(old)
+        s.listen(64)
+        self.listener = s
+        self.poll.register(s, select.POLLIN)
+
+    # ---- the loop
+
+    def serve(self) -> None:
+        assert self.listener is not None
+
+        def stop(_sig: int, _frame: Any) -> None:
+            self.stopping = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, stop)
+        # poll() is restarted after a handler (PEP 475): the wakeup pipe ends it.
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        self.poll.register(wake_r, select.POLLIN)
+        self.wake = (wake_r, wake_w)
+        # Objects made so far stay out of the collector's reach: a collection in a run
+        # would otherwise touch (and so copy) every page of them.
+        gc.freeze()
+        log.info("template: listening on %s (pid %d, %d modules)", self.path, os.getpid(),
+                 len(sys.modules))
+        try:
+            while not self.stopping or self.runs:
+                if self.stopping and self.listener is not None:
+                    self._close_listener()
+                try:
+                    events = self.poll.poll(1000 if self.stopping else None)
+                except InterruptedError:
+                    continue
+                for fd, ev in events:
+                    if fd == wake_r:
+                        try:
+                            os.read(wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                    elif self.listener is not None and fd == self.listener.fileno():
+                        self._accept()
+                    elif fd in self.runs:
+                        self._reap(self.runs[fd])
+                    elif fd in self.by_conn:
+                        self._caller_event(self.by_conn[fd])
+        finally:
+            self._close_listener()
+            signal.set_wakeup_fd(-1)
+        log.info("template: stopped after %d runs", self.stats.served)
+
+    def _close_listener(self) -> None:
+        if self.listener is None:
+            return
+        self.poll.unregister(self.listener)
+        self.listener.close()
+        self.listener = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        conn.settimeout(2.0)        # a caller that connects and says nothing
+        msg, fds = wire.receive(conn)
+        if msg is None and not fds:
+            conn.close()            # a probe (another template's, a health check)
+            return
+        try:
+            self._handle(conn, msg, fds)
+        except Exception:  # noqa: BLE001 - one bad request must not end the template
+            log.exception("template: request failed")
+            conn.close()
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _refuse(self, conn: socket.socket, reason: str) -> None:
+        self.stats.refused += 1
+        log.info("template: refused: %s", reason)
+        try:
+            wire.send(conn, ["refused", reason])
+        except OSError:
+            pass
+        conn.close()
+
+    def _handle(self, conn: socket.socket, words: list[str] | None,
+                fds: list[int]) -> None:
+        msg, reason = _check_request(words, fds)
+        if msg is None or reason is not None:
+            return self._refuse(conn, reason or "refused")
+        pid, pidfd = _peer(conn)
+        try:
+            try:
+                ctx = _context(pid)
+            except OSError:
+                return self._refuse(conn, "the caller is gone")
+            if not _alive(pidfd):
+                return self._refuse(conn, "the caller is gone")
+            differs = sorted(k for k in set(ctx) | set(self.context)
+                             if ctx.get(k) != self.context.get(k))
+            if differs:
+                return self._refuse(conn, f"the caller differs from the template in: "
+                                          f"{', '.join(differs)}")
+            if msg["op"] == "status":
+                wire.send(conn, ["stats", json.dumps(self.status())])
+                conn.close()
+                return
+            stale = self._stale()
+            if stale:
+                return self._refuse(conn, stale)
+            if threading.active_count() != 1:
+                return self._refuse(conn, "the template has threads; it cannot fork")
+            self._fork(conn, msg, fds, pid)
+        finally:
+            os.close(pidfd)
+
+    def _stale(self) -> str | None:
+        if self.stale is None:
+            for path, mtime in self.code.items():
+                try:
+                    now = os.stat(path).st_mtime_ns
+                except OSError:
+                    now = None
+                if now != mtime:
+                    self.stale = (f"{path} changed since the template started: restart "
+                                  f"`quark template serve` to serve the new code")
+                    log.warning("template: %s", self.stale)
+                    break
+        return self.stale
+
+    def status(self) -> dict[str, Any]:
+        rss = 0
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+        s = self.stats
+        return {"pid": os.getpid(), "socket": self.path, "since": s.started,
+                "served": s.served, "refused": s.refused, "running": len(self.runs),
+                "template_rss_kib": rss, "max_run_rss_kib": s.max_run_rss_kib,
+                "last_run_rss_kib": s.last_run_rss_kib, "stale": self._stale()}
+
+    def _fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
+              caller: int) -> None:
+        for f in (sys.stdout, sys.stderr):
+            f.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                status = self._child(conn, msg, fds, caller)
+            finally:
+                os._exit(status)
+        self.stats.served += 1
+        pidfd = os.pidfd_open(pid)
+        run = Run(pid, pidfd, conn)
+        self.runs[pidfd] = run
+        self.by_conn[conn.fileno()] = run
+        self.poll.register(pidfd, select.POLLIN)
+        self.poll.register(conn, select.POLLIN)
+        try:
+            wire.send(conn, ["pid", str(pid)], [pidfd])
+        except OSError:
+            self._caller_gone(run)
+
+    # ---- runs
+
+    def _caller_event(self, run: Run) -> None:
+        try:
+            data = run.conn.recv(1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._caller_gone(run)
+
+    def _caller_gone(self, run: Run) -> None:
+        """The caller died (or was killed) during its run: so does the run, as the
+        caller's own sandbox process would have."""
+        if run.caller_gone:
+            return
+        run.caller_gone = True
+        self.poll.unregister(run.conn)
+        try:
+            signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        # Also the normal end: the run sent its status, its caller left, and the run
+        # is between that and its _exit.
+        log.debug("template: caller of run %d went away; run killed", run.pid)
+
+    def _reap(self, run: Run) -> None:
+        _pid, ws, ru = os.wait4(run.pid, 0)
+        self.stats.last_run_rss_kib = ru.ru_maxrss
+        self.stats.max_run_rss_kib = max(self.stats.max_run_rss_kib, ru.ru_maxrss)
+        if not run.caller_gone:
+            self.poll.unregister(run.conn)
+            try:
+                wire.send(run.conn, ["wait_status", str(ws)])
+            except OSError:
+                pass            # the run's own word reached the caller, who left
+        self.poll.unregister(run.pidfd)
+        del self.runs[run.pidfd]
+        del self.by_conn[run.conn.fileno()]
+        os.close(run.pidfd)
+        run.conn.close()
+
+    # ---- in the forked run
+
+    def _child(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
+               caller: int) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        for fd in self.wake:
+            os.close(fd)
+        if self.listener is not None:
+            self.listener.close()
+        for run in self.runs.values():
+            os.close(run.pidfd)
+            run.conn.close()
+        # Its own process group: a ^C in the template's terminal is not for it.
+        os.setpgid(0, 0)
+        from quark.oci import cgroups
+
+        warnings = cgroups.follow(caller)
+        os.fchdir(fds[3])
+        for i in range(3):
+            os.dup2(fds[i], i)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        fds.clear()
+        os.umask(msg["umask"])
+        import resource
+
+        for name, (soft, hard) in msg["rlimits"].items():
+            which = getattr(resource, name, None)
+            if not isinstance(which, int):
+                continue
+            try:
+                resource.setrlimit(which, (soft, hard))
+            except (OSError, ValueError):
+                warnings.append(f"{name}: cannot set {soft}/{hard}")
+        os.environ.clear()
+        os.environ.update(msg["env"])
+        argv = msg["argv"]
+        sys.argv = [msg["argv0"], *argv]
+        from quark import cli
+        from quark import log as qlog
+
+        qlog.restart_phases(float(msg["t0"]))
+        qlog.phase("template")
+        for w in warnings:
+            log.warning("template run: %s", w)
+        try:
+            status = cli.main(argv)
+        except SystemExit as e:             # argparse
+            status = e.code if isinstance(e.code, int) else 1
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except (OSError, ValueError):
+                pass
+        qlog.flush()
+        try:
+            conn.settimeout(1.0)
+            wire.send(conn, ["status", str(status)])
+        except OSError:
+            pass
+        return status
+
+
+def serve(path: str) -> int:
+    """`quark template serve`: preload, listen, serve until SIGTERM/SIGINT."""
+    preload()
+    t = Template(path)
+    t.listen()
+    t.serve()
+    return 0
+
+
+def status(path: str) -> dict[str, Any]:
+    """`quark template status`: what the template at `path` says of itself."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        s.settimeout(5.0)
+        s.connect(path)
+        wire.send(s, ["status"])
+        reply, fds = wire.receive(s)
+        for fd in fds:
+            os.close(fd)
+    finally:
+        s.close()
+    if reply and reply[0] == "refused" and len(reply) == 2:
+        raise OSError(f"refused: {reply[1]}")
+    if not reply or reply[0] != "stats" or len(reply) != 2:
+        raise OSError(f"no answer from the template on {path}")
+    result: dict[str, Any] = json.loads(reply[1])
+    return result
