@@ -11,6 +11,7 @@ Rules outlive the sandbox process: teardown and stale-lease reaping remove them.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 
@@ -53,6 +54,30 @@ class Nat:
     def __init__(self, bridge: str, subnet: str, kind: str | None = None) -> None:
         self.bridge, self.subnet = bridge, subnet
         self.kind = kind or backend()
+        self._rules: dict[str, set[tuple[str, ...]]] | None = None
+
+    def _listing(self) -> dict[str, set[tuple[str, ...]]]:
+        """iptables: every table's rules, from one `iptables-save` ({table: {("-A",
+        chain, *rule)}}), kept until this object changes a rule. One run instead of a
+        `-C` per rule and an `-S` per table (each ~4 ms from a sandbox process)."""
+        if self._rules is None:
+            rules: dict[str, set[tuple[str, ...]]] = {}
+            try:
+                text = _run(["iptables-save"], check=False).stdout
+            except OSError:
+                text = ""               # no iptables-save: every check runs -C
+            table = None
+            for line in text.splitlines():
+                if line.startswith("*"):
+                    table = line[1:].strip()
+                    rules[table] = set()
+                elif line.startswith("-A ") and table is not None:
+                    try:
+                        rules[table].add(tuple(shlex.split(line)))
+                    except ValueError:
+                        pass
+            self._rules = rules
+        return self._rules
 
     # ---- masquerade (once per bridge/subnet)
 
@@ -64,17 +89,24 @@ class Nat:
                 _run(["nft", "add", "rule", "ip", self.TABLE, "postrouting", "ip", "saddr",
                       self.subnet, "oifname", "!=", self.bridge, "masquerade"])
         elif self.kind == "iptables":
+            # In the order iptables-save prints a rule (matches, then the target), so
+            # _ipt_ensure finds them in its listing.
             tag = ["-m", "comment", "--comment", f"quark-bridge:{self.bridge}"]
             self._ipt_ensure("nat", "POSTROUTING", ["-s", self.subnet, "!", "-o", self.bridge,
-                                                    "-j", "MASQUERADE", *tag])
-            self._ipt_ensure("filter", "FORWARD", ["-i", self.bridge, "-j", "ACCEPT", *tag])
-            self._ipt_ensure("filter", "FORWARD", ["-o", self.bridge, "-j", "ACCEPT", *tag])
+                                                    *tag, "-j", "MASQUERADE"])
+            self._ipt_ensure("filter", "FORWARD", ["-i", self.bridge, *tag, "-j", "ACCEPT"])
+            self._ipt_ensure("filter", "FORWARD", ["-o", self.bridge, *tag, "-j", "ACCEPT"])
         else:
             raise NatError("neither nft nor iptables is installed: no masquerade")
 
     def _ipt_ensure(self, table: str, chain: str, rule: list[str], insert: bool = True) -> None:
+        # Found as listed: present. Not found may still be present in another
+        # spelling (iptables normalises some options): -C decides.
+        if ("-A", chain, *rule) in self._listing().get(table, ()):
+            return
         if _run(["iptables", "-w", "-t", table, "-C", chain, *rule], check=False).returncode:
             _run(["iptables", "-w", "-t", table, "-I" if insert else "-A", chain, *rule])
+            self._rules = None
 
     def _nft_base(self) -> None:
         t = self.TABLE
@@ -122,12 +154,10 @@ class Nat:
                           words[-1]], check=False)
         elif self.kind == "iptables":
             for table in ("nat", "filter"):
-                out = _run(["iptables", "-w", "-t", table, "-S"], check=False).stdout
-                for line in out.splitlines():
-                    if f"--comment {comment}" in line.replace('"', "") \
-                            and line.startswith("-A "):
-                        _run(["iptables", "-w", "-t", table, "-D", *line.split()[1:]],
-                             check=False)
+                for rule in sorted(self._listing().get(table, ())):
+                    if any(a == "--comment" and b == comment for a, b in zip(rule, rule[1:])):
+                        _run(["iptables", "-w", "-t", table, "-D", *rule[1:]], check=False)
+                        self._rules = None
 
     def tagged_ids(self) -> set[str]:
         """Sandbox ids that have rules (to reap those without a lease)."""
@@ -135,7 +165,7 @@ class Nat:
         if self.kind == "nft":
             text = _run(["nft", "list", "table", "ip", self.TABLE], check=False).stdout
         elif self.kind == "iptables":
-            text = _run(["iptables", "-w", "-t", "nat", "-S"], check=False).stdout
+            text = " ".join(" ".join(rule) for rule in self._listing().get("nat", ()))
         else:
             return out
         for word in text.replace('"', " ").split():

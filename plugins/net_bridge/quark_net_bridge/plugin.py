@@ -30,6 +30,8 @@ import json
 import logging
 import os
 import socket
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -105,28 +107,34 @@ def _ensure_bridge(ip: Rtnl, conf: dict[str, Any], leases: Leases) -> int:
 
 
 class _Helper:
-    """``fn(*args)`` in a forked child; :meth:`result` is its JSON-able return value,
-    or its OSError raised here.
+    """``fn(*args)`` beside the sandbox's own start-up work: :meth:`result` is its
+    JSON-able return value, or its OSError raised here.
 
     pyroute2, even its IPRoute alone, adds ~10 MiB and ~40 ms of imports to the
-    process that loads it; done in a short-lived child, the sandbox (which lives as
-    long as the container) never carries it, and the sandbox builds its VM and
-    kernel meanwhile. Forking is safe: set-up runs before the sandbox has threads."""
+    process that loads it. A sandbox that has not loaded it (the usual case) runs
+    ``fn`` in a forked child, so the sandbox (which lives as long as the container)
+    never carries it, and builds its VM and kernel meanwhile; forking is safe, as
+    set-up runs before the sandbox has threads. A run forked from a template
+    (quark.template) has pyroute2 already, shared with the template: there a thread
+    does, without the ~5 ms a fork of the whole sandbox costs (plus the copies of
+    every page either side writes afterwards). ``thread=True`` asks for a thread
+    whatever is loaded (work that does not import pyroute2)."""
 
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any, thread: bool = False) -> None:
+        self.thread: threading.Thread | None = None
+        if thread or "pyroute2.iproute.linux" in sys.modules:
+            self.out: dict[str, Any] = {}
+            self.thread = threading.Thread(target=self._call, args=(fn, args),
+                                           name="net_bridge", daemon=True)
+            self.thread.start()
+            return
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 os.close(r)
-                try:
-                    out: dict[str, Any] = {"result": fn(*args)}
-                except OSError as e:
-                    out = {"errno": e.errno or 0, "error": e.strerror or str(e)}
-                except Exception as e:  # noqa: BLE001 - reported to the parent, one line
-                    out = {"errno": 0, "error": f"{type(e).__name__}: {e}"}
-                data = json.dumps(out).encode()
+                data = json.dumps(self._outcome(fn, args)).encode()
                 while data:
                     data = data[os.write(w, data):]
             except BaseException:   # noqa: BLE001 - never return into the parent's code
@@ -136,16 +144,33 @@ class _Helper:
         os.close(w)
         self.pid, self.fd = pid, r
 
-    def result(self) -> Any:
-        chunks = []
-        with os.fdopen(self.fd, "rb") as f:
-            while chunk := f.read(65536):
-                chunks.append(chunk)
-        _, status = os.waitpid(self.pid, 0)
+    @staticmethod
+    def _outcome(fn: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
         try:
-            out = json.loads(b"".join(chunks))
-        except ValueError:
-            raise OSError(f"network helper process died (wait status {status:#x})") from None
+            return {"result": fn(*args)}
+        except OSError as e:
+            return {"errno": e.errno or 0, "error": e.strerror or str(e)}
+        except Exception as e:  # noqa: BLE001 - reported to the caller, one line
+            return {"errno": 0, "error": f"{type(e).__name__}: {e}"}
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.out = self._outcome(fn, args)
+
+    def result(self) -> Any:
+        if self.thread is not None:
+            self.thread.join()
+            out = self.out
+        else:
+            chunks = []
+            with os.fdopen(self.fd, "rb") as f:
+                while chunk := f.read(65536):
+                    chunks.append(chunk)
+            _, status = os.waitpid(self.pid, 0)
+            try:
+                out = json.loads(b"".join(chunks))
+            except ValueError:
+                raise OSError(f"network helper process died (wait status {status:#x})"
+                              ) from None
         if "error" in out:
             raise OSError(out["error"])
         return out["result"]
@@ -195,15 +220,29 @@ def _reap(leases: Leases, nat: Nat | None) -> None:
     for sid in leases.stale():
         log.info("net_bridge: releasing the stale lease of %s", sid)
         _release(leases, nat, sid)
-    if nat is not None and nat.kind:
-        for sid in nat.tagged_ids() - set(leases.data):
-            nat.unpublish(sid)
+
+
+def _firewall(conf: dict[str, Any], leases: Leases, nat: Nat, sandbox_id: str, addr: str,
+              ports: list[tuple[int, int, str]]) -> None:
+    """The host firewall's part of one sandbox (beside the wiring of its links):
+    forwarding, the bridge's masquerade, the sandbox's published ports; and the
+    rules of sandboxes that have no lease any more (a foreground run whose teardown
+    could not reach the host's firewall)."""
+    with leases.locked(save=False):     # the firewall, one sandbox at a time
+        _forwarding_on()
+        if nat.kind:
+            for sid in nat.tagged_ids() - set(leases.data):
+                nat.unpublish(sid)
+        if conf["masquerade"]:
+            nat.ensure_masquerade()
+        if ports:
+            nat.publish(sandbox_id, addr, ports)
 
 
 def _wire(netns: int, host_if: str, conf: dict[str, Any], leases: Leases,
           addr: str) -> list[str]:
-    """The links of one sandbox (run in the helper child, on the namespace fd it
-    inherited): its veth on the bridge, eth0 in its namespace with the address and
+    """The links of one sandbox (run by a _Helper; closes ``netns``): its veth on
+    the bridge, eth0 in its namespace with the address and
     the default route. Returns the MACs of the host end, the bridge and eth0."""
     try:
         with Rtnl() as ip:
@@ -218,7 +257,7 @@ def _wire(netns: int, host_if: str, conf: dict[str, Any], leases: Leases,
             ip.link_set(hidx, master=br, mtu=conf["mtu"], up=True)
             host_mac, br_mac = ip.link_mac(hidx), ip.link_mac(br)
         # A netlink socket acts in the namespace it was made in: make the container's
-        # one there (this child never goes back).
+        # one there (this helper, a child or a thread, never goes back).
         _setns(netns)
         with Rtnl() as ip:
             pidx = _index(ip, "eth0")
@@ -255,20 +294,29 @@ def quark_network_setup(spec: Any, netns_path: str,
         netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             helper = _Helper(_wire, netns, host_if, conf, leases, str(addr))
-        finally:
+        except BaseException:
             os.close(netns)
+            raise
+        if helper.thread is None:
+            os.close(netns)     # the child has its copy; a thread's _wire closes this one
+        firewall = _Helper(_firewall, conf, leases, nat, sandbox_id, str(addr), ports,
+                           thread=True)
     except (LeaseError, OSError, ValueError) as e:
         raise BridgeError(f"net_bridge: {e}") from e
 
     def finish() -> dict[str, Any]:
         try:
-            host_mac, br_mac, eth_mac = helper.result()
-            with leases.locked(save=False):   # the firewall, one sandbox at a time
-                _forwarding_on()
-                if conf["masquerade"]:
-                    nat.ensure_masquerade()
-                if ports:
-                    nat.publish(sandbox_id, str(addr), ports)
+            # Both are collected (no zombie) before either's failure is raised.
+            outcomes: list[Any] = []
+            for h in (helper, firewall):
+                try:
+                    outcomes.append(h.result())
+                except (LeaseError, NatError, OSError, ValueError) as e:
+                    outcomes.append(e)
+            for o in outcomes:
+                if isinstance(o, Exception):
+                    raise o
+            host_mac, br_mac, eth_mac = outcomes[0]
         except (LeaseError, NatError, OSError, ValueError) as e:
             raise BridgeError(f"net_bridge: {e}") from e
         return {
@@ -295,6 +343,13 @@ def quark_network_teardown(sandbox_id: str) -> None:
     nat = Nat(conf["bridge"], str(leases.net))
     with leases.locked():
         _release(leases, nat, sandbox_id)
+
+
+@hookimpl
+def quark_preload() -> None:
+    # pyroute2's IPRoute: ~40 ms of every networked run's helper otherwise.
+    from .rtnl import _iproute
+    _iproute()
 
 
 @hookimpl
