@@ -3,11 +3,13 @@
 
     python3 bench/run.py [--iterations N] [--batches B] [--runs K] [--dd-runs D]
                          [--idle-seconds S] [--sandboxes M]
-                         [--runtimes native,runc,runsc,quark] [--quark-paths qcall,exit]
+                         [--runtimes native,runc,runsc,quark]
+                         [--quark-paths qcall,exit,template]
                          [--json FILE]
 
 Prints one table with a column per runtime (quark once per syscall path, chosen with
-$QUARK_SYSCALL_PATH): per-call latency of getpid, clock_gettime, a 4 KiB read of
+$QUARK_SYSCALL_PATH, and once with the qcall path through a template process started
+for the column, `quark template serve`): per-call latency of getpid, clock_gettime, a 4 KiB read of
 /dev/zero and a 4 KiB pread of a regular file of the rootfs (bench/syscalls.c,
 compiled here with `gcc -static`; median of B batches, getpid also as the mean);
 busybox `dd bs=4k count=2500` to a file of the rootfs in MB/s; the wall time and peak
@@ -45,7 +47,8 @@ sys.path.insert(0, str(REPO))
 from quark.tools.bundle import bundle_config, make_rootfs  # noqa: E402
 
 RUNTIMES = ("native", "runc", "runsc", "quark")
-QUARK_PATHS = ("qcall", "exit")
+QUARK_PATHS = ("qcall", "exit", "template")
+LAUNCHER = REPO / "bin" / "quark"
 NATIVE_FACTOR = 100  # native calls are ~1000x cheaper: loop longer for a stable figure
 # runsc's default platform here is ptrace; --platform=kvm hangs on this PVM host.
 RUNSC_FLAGS = ["--network=none"]
@@ -68,10 +71,12 @@ def _short(text: str) -> str:
 
 @dataclass
 class Column:
-    """One column of the table: a runtime, and for quark the syscall path."""
+    """One column of the table: a runtime, and for quark the syscall path and
+    whether runs go through a template process (quark.template)."""
     label: str
     runtime: str
     env: dict[str, str] = field(default_factory=dict)
+    template: bool = False
 
 
 @dataclass
@@ -211,7 +216,44 @@ class Bench:
         return bundle
 
     def env(self, col: Column) -> dict[str, str]:
-        return dict(os.environ, PYTHONPATH=str(REPO), **col.env)
+        # bin/quark (the installed `quark`) runs this checkout with this Python.
+        template = str(self.template_socket) if col.template else "off"
+        return dict(os.environ, PYTHONPATH=str(REPO), QUARK_PYTHON=sys.executable,
+                    QUARK_TEMPLATE=template, **col.env)
+
+    @property
+    def template_socket(self) -> Path:
+        return self.dir / "template.sock"
+
+    def start_template(self, col: Column) -> subprocess.Popen[bytes]:
+        """`quark template serve` for a template column, listening once this returns."""
+        proc = subprocess.Popen([str(LAUNCHER), "--log", str(self.dir / "template.log"),
+                                 "template", "serve"], env=self.env(col),
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not self.template_socket.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _killpg(proc.pid)
+                proc.wait()
+                raise Unavailable(f"the template did not start (exit {proc.returncode})")
+            time.sleep(0.05)
+        return proc
+
+    def template_status(self, col: Column) -> dict[str, Any]:
+        out = subprocess.run([str(LAUNCHER), "template", "status"], env=self.env(col),
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise Unavailable(f"template status: {_short(out.stderr)}")
+        return dict(json.loads(out.stdout))
+
+    def served_pids(self, col: Column) -> list[int]:
+        """A template column: the template and its runs (their processes are not in
+        the caller's tree). Counted with each sandbox's tree: the template is a
+        resident cost, and cancels out of the marginal figure."""
+        if not col.template:
+            return []
+        st = self.template_status(col)
+        return [int(st["pid"]), *(int(p) for p in st["runs"])]
 
     def argv(self, col: Column, args: list[str]) -> tuple[list[str], Callable[[], None]]:
         """The command running `args` (in the rootfs) under col's runtime, and a
@@ -230,7 +272,7 @@ class Bench:
             return (["runsc", *flags, "run", "--bundle", str(bundle), cid],
                     lambda: _quiet(["runsc", *flags, "delete", "--force", cid]))
         if col.runtime == "quark":
-            quark = [sys.executable, "-m", "quark.cli"]
+            quark = [str(LAUNCHER)]
             return ([*quark, "run", "--bundle", str(bundle), cid],
                     lambda: _quiet([*quark, "delete", "--force", cid], env))
         raise ValueError(col.runtime)
@@ -306,6 +348,13 @@ class Bench:
         if not times:
             raise Unavailable(failures[-1])
         out: dict[str, Any] = {"seconds": times, "maxrss_kib": rss}
+        if col.template:
+            # The sandbox is the template's child, not in the caller's tree: its
+            # peak RSS (pages shared with the template included) is the template's
+            # record of its last runs.
+            served = self.template_status(col)["recent_run_rss_kib"][-len(rss):]
+            out["client_maxrss_kib"] = rss
+            out["maxrss_kib"] = [max(a, b) for a, b in zip(rss, served)]
         if failures:
             out["failures"] = failures
         return out
@@ -317,7 +366,8 @@ class Bench:
         try:
             running.append(self._sleeper(col))
             time.sleep(SETTLE_S)
-            pids = tree(running[0][0].pid)
+            pids = list(dict.fromkeys(tree(running[0][0].pid) +
+                                      [q for p in self.served_pids(col) for q in tree(p)]))
             ticks0, t0 = cpu_ticks(pids), time.monotonic()
             time.sleep(self.ns.idle_seconds)
             ticks1, t1 = cpu_ticks(pids), time.monotonic()
@@ -328,7 +378,9 @@ class Bench:
                 running.append(self._sleeper(col))
             time.sleep(SETTLE_S)
             self._alive(running)
-            memn = sum(memory_kib(tree(p.pid))[0] for p, _ in running)
+            served = list(dict.fromkeys(q for p in self.served_pids(col) for q in tree(p)))
+            memn = sum(memory_kib(tree(p.pid))[0] for p, _ in running) + \
+                memory_kib(served)[0]
         finally:
             for proc, cleanup in running:
                 cleanup()
@@ -404,12 +456,28 @@ def measure(bench: Bench, columns: list[Column]) -> dict[str, Any]:
         except Unavailable as e:
             res["error"] = str(e)
             continue
-        for key in MEASUREMENTS:
-            print(f"measuring {col.label}: {key} ...", file=sys.stderr, flush=True)
-            try:
-                res[key] = getattr(bench, key)(col)
-            except Unavailable as e:
-                res[f"{key}_error"] = str(e)
+        template = None
+        try:
+            if col.template:
+                template = bench.start_template(col)
+            for key in MEASUREMENTS:
+                print(f"measuring {col.label}: {key} ...", file=sys.stderr, flush=True)
+                try:
+                    res[key] = getattr(bench, key)(col)
+                except Unavailable as e:
+                    res[f"{key}_error"] = str(e)
+            if template is not None:
+                res["template"] = bench.template_status(col)
+        except Unavailable as e:
+            res["error"] = str(e)
+        finally:
+            if template is not None:
+                template.send_signal(signal.SIGTERM)
+                try:
+                    template.wait(30)
+                except subprocess.TimeoutExpired:
+                    _killpg(template.pid)
+                    template.wait()
     return results
 
 
@@ -535,8 +603,9 @@ def main() -> int:
     p.add_argument("--runtimes", default=",".join(RUNTIMES),
                    help="comma-separated subset of " + ",".join(RUNTIMES))
     p.add_argument("--quark-paths", default=",".join(QUARK_PATHS),
-                   help="quark columns: QUARK_SYSCALL_PATH values, comma-separated "
-                        "(default qcall,exit)")
+                   help="quark columns: QUARK_SYSCALL_PATH values, or template (qcall "
+                        "through a template process), comma-separated "
+                        "(default qcall,exit,template)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds one container run may take before it is killed")
     p.add_argument("--json", metavar="FILE", help="also write the raw results here")
@@ -557,7 +626,9 @@ def main() -> int:
     columns = []
     for rt in runtimes:
         if rt == "quark":
-            columns += [Column(f"quark {x}", rt, {"QUARK_SYSCALL_PATH": x}) for x in paths]
+            columns += [Column("quark template", rt, {"QUARK_SYSCALL_PATH": "qcall"}, True)
+                        if x == "template" else
+                        Column(f"quark {x}", rt, {"QUARK_SYSCALL_PATH": x}) for x in paths]
         else:
             columns.append(Column(rt, rt))
     if "quark" in runtimes:

@@ -39,6 +39,9 @@ _STATUS_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd"
                   "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters")
 _NAMESPACES = ("user", "mnt", "net", "pid", "ipc", "uts", "cgroup", "time")
 
+SPARE_NETNS = 1
+RECENT = 100            # runs whose peak RSS `status` reports
+
 # What a foreground run imports (found by diffing sys.modules of a served run).
 PRELOAD = (
     "quark.cli", "quark.config", "quark.log", "quark.oci.lifecycle", "quark.oci.spec",
@@ -74,6 +77,12 @@ def preload() -> None:
         os.close(fd)
     from quark.plugins import manager
     manager.preload()
+    from quark import cli
+    cli.build_parser("run")
+    from quark.kernel.loader.vdso import vdso_image
+    vdso_image()
+    from quark.core.vm import load_stub
+    load_stub()
 
 
 def _code_files() -> dict[str, int]:
@@ -146,7 +155,7 @@ class Stats:
     served: int = 0
     refused: int = 0
     max_run_rss_kib: int = 0
-    last_run_rss_kib: int = 0
+    recent_rss_kib: list[int] = field(default_factory=list)   # peak RSS of the last runs
 
 
 def _check_request(words: list[str] | None, fds: list[int]
@@ -180,6 +189,7 @@ class Template:
         self.context = _context("self")
         self.code = _code_files()
         self.stale: str | None = None
+        self.spare_netns: list[int] = []        # quark.sandbox.netns.prepare()
 
     # ---- set-up
 
@@ -205,6 +215,18 @@ class Template:
         s.listen(64)
         self.listener = s
         self.poll.register(s, select.POLLIN)
+        self._refill()
+
+    def _refill(self) -> None:
+        """Keep SPARE_NETNS empty network namespaces for the next runs (most runs ask
+        for a new one); a run that does not use its spare closes it."""
+        from quark.sandbox import netns
+        while len(self.spare_netns) < SPARE_NETNS:
+            try:
+                self.spare_netns.append(netns.prepare())
+            except OSError as e:
+                log.debug("template: no spare network namespace: %s", e)
+                return
 
     # ---- the loop
 
@@ -227,11 +249,9 @@ class Template:
         log.info("template: listening on %s (pid %d, %d modules)", self.path, os.getpid(),
                  len(sys.modules))
         try:
-            while not self.stopping or self.runs:
-                if self.stopping and self.listener is not None:
-                    self._close_listener()
+            while not self.stopping:
                 try:
-                    events = self.poll.poll(1000 if self.stopping else None)
+                    events = self.poll.poll()
                 except InterruptedError:
                     continue
                 for fd, ev in events:
@@ -249,7 +269,11 @@ class Template:
         finally:
             self._close_listener()
             signal.set_wakeup_fd(-1)
-        log.info("template: stopped after %d runs", self.stats.served)
+        # Runs still going outlive the template: each reports its status to its caller
+        # itself. Lost with the template: the report of a run that dies without saying
+        # so, and the killing of a run whose caller dies.
+        log.info("template: stopped after %d runs (%d still running)", self.stats.served,
+                 len(self.runs))
 
     def _close_listener(self) -> None:
         if self.listener is None:
@@ -345,8 +369,9 @@ class Template:
         s = self.stats
         return {"pid": os.getpid(), "socket": self.path, "since": s.started,
                 "served": s.served, "refused": s.refused, "running": len(self.runs),
+                "runs": sorted(r.pid for r in self.runs.values()),
                 "template_rss_kib": rss, "max_run_rss_kib": s.max_run_rss_kib,
-                "last_run_rss_kib": s.last_run_rss_kib, "stale": self._stale()}
+                "recent_run_rss_kib": s.recent_rss_kib, "stale": self._stale()}
 
     def _fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
               caller: int) -> None:
@@ -360,6 +385,8 @@ class Template:
             finally:
                 os._exit(status)
         self.stats.served += 1
+        if self.spare_netns:
+            os.close(self.spare_netns.pop())    # the run's now
         pidfd = os.pidfd_open(pid)
         run = Run(pid, pidfd, conn)
         self.runs[pidfd] = run
@@ -370,6 +397,7 @@ class Template:
             wire.send(conn, ["pid", str(pid)], [pidfd])
         except OSError:
             self._caller_gone(run)
+        self._refill()
 
     # ---- runs
 
@@ -400,7 +428,7 @@ class Template:
 
     def _reap(self, run: Run) -> None:
         _pid, ws, ru = os.wait4(run.pid, 0)
-        self.stats.last_run_rss_kib = ru.ru_maxrss
+        self.stats.recent_rss_kib = [*self.stats.recent_rss_kib[-(RECENT - 1):], ru.ru_maxrss]
         self.stats.max_run_rss_kib = max(self.stats.max_run_rss_kib, ru.ru_maxrss)
         if not run.caller_gone:
             self.poll.unregister(run.conn)
@@ -428,6 +456,12 @@ class Template:
         for run in self.runs.values():
             os.close(run.pidfd)
             run.conn.close()
+        from quark.sandbox import netns
+        if self.spare_netns:
+            netns.prepared = self.spare_netns.pop()
+        for fd in self.spare_netns:
+            os.close(fd)
+        self.spare_netns.clear()
         # Its own process group: a ^C in the template's terminal is not for it.
         os.setpgid(0, 0)
         from quark.oci import cgroups

@@ -253,3 +253,22 @@ def test_hostile_requests_are_refused(template: Template,
     bundle = _no_network(make_bundle(["sh", "-c", SCRIPT]))
     r = template.run("run", "--bundle", str(bundle), "after")
     assert (r.returncode, r.stdout) == (3, "hello\n7\n42\n"), r.stderr
+
+
+@pytest.mark.kvm
+@pytest.mark.root
+def test_run_outlives_a_stopped_template(template: Template,
+                                         make_bundle: Callable[..., Path]) -> None:
+    """Stopping the template (a restart after an upgrade) leaves its runs alone: each
+    still reports its exit status to its caller."""
+    bundle = _no_network(make_bundle(["sh", "-c", "echo ready; read line; echo \"$line\"; "
+                                                  "exit 5"]))
+    p = subprocess.Popen(template.argv("run", "--bundle", str(bundle), "outlives"),
+                         env=template.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    template.proc.send_signal(signal.SIGTERM)
+    template.proc.wait(30)
+    assert not template.socket.exists()
+    out, err = p.communicate("after the template\n", timeout=30)
+    assert (p.returncode, out) == (5, "after the template\n"), err
