@@ -165,14 +165,19 @@ def _register_builtins(pm: QuarkPluginManager, config: Any) -> None:
 
 
 # Set by preload() in a template process: its runs reuse the scan of every installed
-# distribution's metadata (~8 ms here) instead of repeating it.
-_entry_points: list[Any] | None = None
+# distribution's metadata (~10 ms here) instead of repeating it.
+_entry_points: list[tuple[Any, str | None, str | None]] | None = None
 
 
-def _scan() -> list[Any]:
+def _scan() -> list[tuple[Any, str | None, str | None]]:
+    """(entry point, distribution name, its version) of the ``quark`` group."""
     if _entry_points is not None:
         return _entry_points
-    return sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name)
+    out = []
+    for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        dist = ep.dist
+        out.append((ep, dist.name if dist else None, dist.version if dist else None))
+    return out
 
 
 def preload(config: Any = None) -> None:
@@ -191,14 +196,12 @@ def preload(config: Any = None) -> None:
 
 def _register_entry_points(pm: QuarkPluginManager) -> None:
     wanted = _wanted()
-    for ep in _scan():
+    for ep, dist_name, version in _scan():
         if wanted is not None and ep.name not in wanted:
             continue
         if pm.has_plugin(ep.name):
             continue            # the same distribution seen twice on sys.path
-        dist = ep.dist
-        info = PluginInfo(ep.name, ep.value, dist.name if dist else None,
-                          dist.version if dist else None)
+        info = PluginInfo(ep.name, ep.value, dist_name, version)
         pm.infos.append(info)
         try:
             plugin = ep.load()

@@ -34,10 +34,22 @@ def _layout(so: bytes) -> bytes:
     return bytes(image)
 
 
+_image: bytes | None = None
+
+
+def vdso_image() -> bytes:
+    """The vDSO's pages, laid out once per process (a template's runs inherit them:
+    finding and checking the build is ~4 ms)."""
+    global _image
+    if _image is None:
+        from quark.core.guest.build import shared_object
+        _image = _layout(shared_object("vdso"))
+    return _image
+
+
 class Vdso:
     def __init__(self, machine: Any) -> None:
-        from quark.core.guest.build import shared_object
-        image = _layout(shared_object("vdso"))
+        image = vdso_image()
         self.pages = len(image) // PAGE
         self.mem = machine.mem
         self.vvar_frame = machine.alloc.alloc()
