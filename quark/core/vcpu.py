@@ -216,7 +216,10 @@ class Vcpu:
     # was asleep) halves it. On a loaded host the gate then takes the exit path
     # (~35 µs) instead of spinning for the whole budget (~200 µs) on a CPU the
     # poller needs; on a quiet one it stays at the budget configured.
-    SPIN_MIN = 64
+    # The floor must outlast a serve (3-5 µs; a pause is ~25 ns here): at 64 pauses
+    # no call was ever answered in time, so the budget never grew back and every
+    # call took the exit path for the rest of the sandbox's life.
+    SPIN_MIN = 512
     SPIN_STEP = 256
 
     def qc_spin_served(self) -> None:
