@@ -161,3 +161,22 @@ def test_joins_a_named_netns_and_plugin_stays_out(bridge_env: dict[str, str],
         assert quark(bridge_env, root, "delete", "--force", cid).returncode == 0
     finally:
         subprocess.run(["ip", "netns", "del", name])
+
+
+def test_replaces_a_veth_left_by_a_crash(bridge_env: dict[str, str], tmp_path: Path) -> None:
+    """A host veth of the same sandbox id (a crash before teardown) is replaced."""
+    import hashlib
+    cid = f"stale-veth-{os.getpid()}"
+    name = "qb" + hashlib.sha256(cid.encode()).hexdigest()[:11]      # veth_name(cid)
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", "qkstalepeer"],
+                   check=True)
+    try:
+        b = make_busybox_bundle(tmp_path / "b", ["sh", "-c", "ip -o -4 addr show eth0"])
+        r = quark(bridge_env, tmp_path / "state", "run", "--bundle", str(b), cid)
+        assert r.returncode == 0, r.stderr
+        assert f"inet {bridge_env['QUARK_TEST_SUBNET']}." in r.stdout, r.stdout
+        assert subprocess.run(["ip", "link", "show", "qkstalepeer"],
+                              capture_output=True).returncode != 0
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", "qkstalepeer"], capture_output=True)

@@ -14,6 +14,7 @@ was made, so the caller makes one per namespace, after the setns.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
@@ -75,6 +76,17 @@ class Rtnl:
     def link_index(self, name: str) -> int | None:
         found = self._call("link_lookup", ifname=name)
         return int(found[0]) if found else None
+
+    def link_info(self, name: str) -> tuple[int, str, int, bool] | None:
+        """(index, MAC, MTU, up) of link ``name`` in one request; None if absent."""
+        try:
+            link = self._call("link", "get", ifname=name)[0]
+        except OSError as e:
+            if e.errno == errno.ENODEV:
+                return None
+            raise
+        return (int(link["index"]), str(link.get_attr("IFLA_ADDRESS")),
+                int(link.get_attr("IFLA_MTU")), bool(link["flags"] & _IFF_UP))
 
     def link_mac(self, index: int) -> str:
         link = self._call("get_links", index)[0]
