@@ -8,6 +8,7 @@ they are unavailable.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -67,5 +68,6 @@ def bridge_env(plugin_site: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
                              capture_output=True, text=True).stdout
         for line in out.splitlines():
             if f"quark-bridge:{bridge}" in line:
-                subprocess.run(["iptables", "-w", "-t", table, "-D", *line.split()[1:]],
-                               capture_output=True)
+                # shlex: -S quotes the comment, and a quoted one would not match.
+                subprocess.run(["iptables", "-w", "-t", table, "-D",
+                                *shlex.split(line)[1:]], capture_output=True)
