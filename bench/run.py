@@ -359,6 +359,14 @@ class Bench:
             out["failures"] = failures
         return out
 
+    def echo_nonet(self, col: Column) -> dict[str, Any]:
+        """echo again with quark's third-party plugins off (QUARK_PLUGINS=none): the
+        container's new network namespace stays empty, as runc and runsc
+        (--network=none) leave it; with net_bridge installed, `echo` above also gets
+        a veth on the bridge, an address, a route and the masquerade check."""
+        return self.echo(Column(col.label, col.runtime, {**col.env, "QUARK_PLUGINS": "none"},
+                                col.template))
+
     def sleepers(self, col: Column) -> dict[str, Any]:
         """Idle CPU of one sleeping container over S s, its memory, then the marginal
         memory of M-1 more (all foreground `run`s, each a process tree of its own)."""
@@ -443,7 +451,7 @@ def precheck(runtime: str) -> None:
         raise Unavailable("/dev/kvm missing or not read-write")
 
 
-MEASUREMENTS = ("syscalls", "dd", "echo", "sleepers")
+MEASUREMENTS = ("syscalls", "dd", "echo", "echo_nonet", "sleepers")
 
 
 def measure(bench: Bench, columns: list[Column]) -> dict[str, Any]:
@@ -505,6 +513,8 @@ def rows(ns: argparse.Namespace) -> list[tuple[str, str, Callable[[dict[str, Any
          lambda d: f"{statistics.median(d['seconds']) * 1000:.1f}"),
         (f"run busybox echo peak RSS (MiB, max of {ns.runs})", "echo",
          lambda d: _mib(max(d["maxrss_kib"]))),
+        (f"run echo, netns left empty (ms, median of {ns.runs})", "echo_nonet",
+         lambda d: f"{statistics.median(d['seconds']) * 1000:.1f}"),
         (f"idle sleeping container (% of a CPU, {ns.idle_seconds:g} s)", "sleepers",
          lambda d: f"{d['idle_cpu_pct']:.2f}"),
         ("sleeping container PSS (MiB, 1 running)", "sleepers",
