@@ -78,6 +78,8 @@ class Sandbox:
             self.network.settle()
             raise
         phase("network_ready")
+        from quark.template import worker
+        worker.release()            # a template's run: its worker's part is done
         self.poller = None
         if self.qcall:
             from quark.core.qcall import Poller

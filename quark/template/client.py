@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import _signal
 import _socket
+import math
 import os
 import struct
 
@@ -139,7 +140,7 @@ def parse_run(words: list[str]) -> dict[str, object]:
         if not name.startswith("RLIMIT_") or not eq or not comma:
             raise ValueError(f"bad rlimit {item[:40]!r}")
         rlimits[name] = (int(soft), int(hard))
-    if not 0 <= umask <= 0o777 or t0 != t0:
+    if not 0 <= umask <= 0o777 or not math.isfinite(t0):
         raise ValueError("bad umask or start time")
     return {"argv0": argv0, "umask": umask, "t0": t0, "argv": argv, "env": env,
             "rlimits": rlimits}

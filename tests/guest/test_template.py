@@ -42,12 +42,12 @@ class Template:
     def run(self, *args: str, off: bool = False, env: dict[str, str] | None = None,
             **kw: object) -> subprocess.CompletedProcess[str]:
         env = env or (dict(self.env, QUARK_TEMPLATE="off") if off else self.env)
-        return subprocess.run(self.argv(*args), env=env, capture_output=True, text=True,
+        return subprocess.run(self.argv(*args), env=env, check=False, capture_output=True, text=True,
                               timeout=60, **kw)  # type: ignore[call-overload]
 
     def status(self) -> dict[str, object]:
         r = subprocess.run([str(LAUNCHER), "template", "status"], env=self.env,
-                           capture_output=True, text=True, timeout=30)
+                           check=False, capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         return dict(json.loads(r.stdout))
 
@@ -136,8 +136,8 @@ def test_stdin_cwd_and_environment(template: Template,
 def test_signals_reach_the_container(template: Template, make_bundle: Callable[..., Path],
                                      off: bool) -> None:
     bundle = _no_network(make_bundle(
-        ["sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; "
-                     "while :; do sleep 0.1; done"]))
+        ["sh", "-c", ("trap 'echo got TERM; exit 7' TERM; echo ready; "
+                      "while :; do sleep 0.1; done")]))
     env = dict(template.env, QUARK_TEMPLATE="off") if off else template.env
     p = subprocess.Popen(template.argv("run", "--bundle", str(bundle), f"sig-{off}"),
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -209,7 +209,7 @@ def test_a_different_caller_runs_itself(template: Template,
     bundle = _no_network(make_bundle(["sh", "-c", SCRIPT]))
     r = subprocess.run(["unshare", "--net", *template.argv("run", "--bundle", str(bundle),
                                                             "netns")],
-                       env=template.env, capture_output=True, text=True, timeout=60)
+                       env=template.env, check=False, capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout) == (3, "hello\n7\n42\n"), r.stderr
     st = template.status()
     assert (st["served"], st["refused"]) == (0, 1)
@@ -261,8 +261,8 @@ def test_run_outlives_a_stopped_template(template: Template,
                                          make_bundle: Callable[..., Path]) -> None:
     """Stopping the template (a restart after an upgrade) leaves its runs alone: each
     still reports its exit status to its caller."""
-    bundle = _no_network(make_bundle(["sh", "-c", "echo ready; read line; echo \"$line\"; "
-                                                  "exit 5"]))
+    bundle = _no_network(make_bundle(["sh", "-c", ('echo ready; read line; echo "$line"; '
+                                                   "exit 5")]))
     p = subprocess.Popen(template.argv("run", "--bundle", str(bundle), "outlives"),
                          env=template.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -272,3 +272,22 @@ def test_run_outlives_a_stopped_template(template: Template,
     assert not template.socket.exists()
     out, err = p.communicate("after the template\n", timeout=30)
     assert (p.returncode, out) == (5, "after the template\n"), err
+
+
+@pytest.mark.kvm
+@pytest.mark.root
+def test_a_dead_worker_leaves_the_wiring_to_a_thread(template: Template,
+                                                      make_bundle: Callable[..., Path]) -> None:
+    """Each run gets a worker process forked ahead (quark.template.worker) for its
+    network wiring; if it is gone, the run wires the network itself."""
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(template.proc.pid)],
+                                              check=False, capture_output=True, text=True).stdout.split()]
+    assert len(workers) == 1, workers         # the spare worker, before any run
+    os.kill(workers[0], signal.SIGKILL)
+    time.sleep(0.2)
+    bundle = make_bundle(["sh", "-c", "ip -o -4 addr show eth0 | grep -c inet; exit 3"])
+    r = template.run("run", "--bundle", str(bundle), "deadworker")
+    assert (r.returncode, r.stdout) == (3, "1\n"), r.stderr
+    assert template.status()["served"] == 1
+    log = (template.dir / "runs.log").read_text()
+    assert "the template's worker" in log and "using a thread" in log

@@ -87,9 +87,13 @@ def test_stale_code(tmp_path: Path) -> None:
     mod = tmp_path / "mod.py"
     mod.write_text("x = 1\n")
     t.code = {str(mod): mod.stat().st_mtime_ns}
-    assert t._stale() is None
+    t.watch = server._Watch.of(t.code)
+    assert t.watch is not None, "inotify is missing"
+    (tmp_path / "other.py").write_text("")         # a file the template did not load
+    assert t._stale() is None and t.watch is not None
     os.utime(mod, ns=(mod.stat().st_atime_ns, mod.stat().st_mtime_ns + 1_000_000))
     assert "mod.py changed since the template started" in (t._stale() or "")
+    assert t.watch is None
 
 
 def test_own_context_is_comparable() -> None:
@@ -106,7 +110,7 @@ def test_launcher_ignores_the_environment(tmp_path: Path) -> None:
     (evil / "template" / "client.py").write_text("raise SystemExit('hijacked')\n")
     env = dict(os.environ, QUARK_PYTHON=sys.executable, PYTHONPATH=str(evil.parent),
                PYTHONSTARTUP=str(evil / "__init__.py"))
-    r = subprocess.run([str(REPO / "bin" / "quark"), "--version"], capture_output=True,
+    r = subprocess.run([str(REPO / "bin" / "quark"), "--version"], check=False, capture_output=True,
                        text=True, env=env, cwd=evil.parent, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("quark version") and "hijacked" not in r.stdout + r.stderr
@@ -114,6 +118,6 @@ def test_launcher_ignores_the_environment(tmp_path: Path) -> None:
 
 def test_launcher_usage_error_names_quark() -> None:
     env = dict(os.environ, QUARK_PYTHON=sys.executable)
-    r = subprocess.run([str(REPO / "bin" / "quark"), "nosuchcommand"], capture_output=True,
+    r = subprocess.run([str(REPO / "bin" / "quark"), "nosuchcommand"], check=False, capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("usage: quark"), r.stderr

@@ -119,13 +119,29 @@ class _Helper:
     ``fn`` in a forked child, so the sandbox (which lives as long as the container)
     never carries it, and builds its VM and kernel meanwhile; forking is safe, as
     set-up runs before the sandbox has threads. A run forked from a template
-    (quark.template) has pyroute2 already, shared with the template: there a thread
-    does, without the ~5 ms a fork of the whole sandbox costs (plus the copies of
-    every page either side writes afterwards). ``thread=True`` asks for a thread
-    whatever is loaded (work that does not import pyroute2)."""
+    (quark.template) hands it to its warm worker process (quark.template.worker),
+    which has pyroute2 loaded: no fork of the run (~5 ms, plus the copies of every
+    page either side writes afterwards), and no competition for the run's GIL as a
+    thread would have. Without a worker, a run that has pyroute2 uses a thread.
+    ``thread=True`` asks for a thread whatever is loaded (work that mostly waits,
+    like the firewall's commands)."""
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, thread: bool = False) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any, thread: bool = False,
+                 fd_arg: int | None = None) -> None:
+        from quark.template import worker
+
         self.thread: threading.Thread | None = None
+        self.job: Any = None
+        if not thread and worker.available():
+            # A template's run: its warm worker process (fd_arg: the argument that
+            # is an fd, passed along). A worker that is gone leaves a thread to it.
+            try:
+                self.job = worker.submit(fn, args, {fd_arg: args[fd_arg]}
+                                         if fd_arg is not None else None)
+                return
+            except OSError as e:
+                log.warning("net_bridge: the template's worker: %s; using a thread", e)
+                worker.release()
         if thread or "pyroute2.iproute.linux" in sys.modules:
             self.out: dict[str, Any] = {}
             self.thread = threading.Thread(target=self._call, args=(fn, args),
@@ -161,6 +177,8 @@ class _Helper:
         self.out = self._outcome(fn, args)
 
     def result(self) -> Any:
+        if self.job is not None:
+            return self.job.result()
         if self.thread is not None:
             self.thread.join()
             out = self.out
@@ -301,7 +319,7 @@ def quark_network_setup(spec: Any, netns_path: str,
         # namespace fd is inherited (netns_path is valid only during this call).
         netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            helper = _Helper(_wire, netns, host_if, conf, leases, str(addr))
+            helper = _Helper(_wire, netns, host_if, conf, leases, str(addr), fd_arg=0)
         except BaseException:
             os.close(netns)
             raise
@@ -355,9 +373,11 @@ def quark_network_teardown(sandbox_id: str) -> None:
 
 @hookimpl
 def quark_preload() -> None:
-    # pyroute2's IPRoute: ~40 ms of every networked run's helper otherwise.
-    from .rtnl import _iproute
-    _iproute()
+    # pyroute2's IPRoute: ~40 ms of every networked run's helper otherwise. One
+    # request, too: pyroute2 sets up much of itself on first use (5-10 ms of the
+    # first wiring of a freshly forked process), which the template then shares.
+    with Rtnl() as ip:
+        ip.link_info("lo")
 
 
 @hookimpl

@@ -1,0 +1,145 @@
+"""A warm helper process beside each run of a template (quark.template).
+
+A run does blocking set-up work beside building its VM and kernel: net_bridge's
+netlink requests are ~10 ms of Python. In a thread that work competes for the run's
+GIL (it slowed the build by ~9 ms here and still finished late); in a fork of the
+run it costs ~5 ms of fork, plus a copy of every page either side writes afterwards.
+So the template forks a second child per run, its worker, which has everything
+imported as well, and the run hands it the work: a function by module and name,
+its arguments pickled, fds attached.
+
+For plugins: ``available()`` says whether this process has a worker; ``submit(fn,
+args)`` runs ``fn(*args)`` there and ``Job.result()`` returns what it returned (or
+raises OSError). The worker serves until the run releases it (after start-up, see
+quark.sandbox.process) or exits. The socket pair is the run's and its worker's
+alone, both forked from the template: pickle is not read from anyone else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+MAX_MESSAGE = 1 << 20
+
+sock: socket.socket | None = None   # in a run: its end of the pair
+_next = 0
+_done: dict[int, tuple[Any, ...]] = {}
+
+
+def available() -> bool:
+    return sock is not None
+
+
+class Job:
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def result(self) -> Any:
+        """What the function returned; OSError with its message if it raised."""
+        while self.number not in _done:
+            reply = _receive_reply()
+            _done[reply[0]] = reply
+        _n, kind, value = _done.pop(self.number)
+        if kind == "error":
+            errno_, text = value
+            raise OSError(errno_, text) if errno_ else OSError(text)
+        return value
+
+
+def _receive_reply() -> tuple[Any, ...]:
+    if sock is None:
+        raise OSError("no worker")
+    try:
+        data = sock.recv(MAX_MESSAGE)
+    except OSError as e:
+        raise OSError(f"the template's worker: {e.strerror or e}") from e
+    if not data:
+        raise OSError("the template's worker process died")
+    reply: tuple[Any, ...] = pickle.loads(data)
+    return reply
+
+
+def submit(fn: Callable[..., Any], args: tuple[Any, ...],
+           fds: dict[int, int] | None = None) -> Job:
+    """Run ``fn(*args)`` in the worker. ``fds``: {argument position: fd}; the fd is
+    passed along and the worker's copy replaces that argument (the function's to
+    close; the caller still owns its own)."""
+    global _next
+    if sock is None:
+        raise OSError("no worker")
+    _next += 1
+    positions = sorted(fds or {})
+    payload = pickle.dumps((_next, os.getpid(), fn.__module__, fn.__qualname__, args,
+                            positions))
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+            struct.pack(f"{len(positions)}i", *((fds or {})[p] for p in positions)))
+           ] if positions else []
+    sock.sendmsg([payload], anc)
+    return Job(_next)
+
+
+def release() -> None:
+    """Done with the worker (it exits when it reads the end)."""
+    global sock
+    if sock is not None:
+        sock.close()
+        sock = None
+
+
+def _resolve(module: str, qualname: str) -> Callable[..., Any]:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[no-any-return]
+
+
+def serve(s: socket.socket) -> None:
+    """The worker's loop: one job at a time, in order, until the run's end closes.
+    Each job starts in the worker's own network namespace (net_bridge's wiring
+    enters the container's)."""
+    from quark.sandbox import netns_ffi
+
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    joined = False
+    while True:
+        try:
+            data, anc, _flags, _addr = s.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(16 * 4))
+        except OSError:
+            return
+        if not data:
+            return
+        fds: list[int] = []
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
+        number, run, module, qualname, args, positions = pickle.loads(data)
+        if not joined:
+            # Forked ahead of its run: charged to the run's cgroups from its first job.
+            from quark.oci import cgroups
+            cgroups.follow(run)
+            joined = True
+        args = list(args)
+        for p, fd in zip(positions, fds):
+            args[p] = fd
+        try:
+            reply: tuple[Any, ...] = (number, "ok", _resolve(module, qualname)(*args))
+        except OSError as e:
+            reply = (number, "error", (e.errno or 0, e.strerror or str(e)))
+        except Exception as e:  # noqa: BLE001 - reported to the run, one line
+            reply = (number, "error", (0, f"{type(e).__name__}: {e}"))
+        finally:
+            netns_ffi.setns(home, netns_ffi.CLONE_NEWNET)
+        try:
+            data = pickle.dumps(reply)
+        except Exception as e:  # noqa: BLE001 - an unpicklable result
+            data = pickle.dumps((number, "error", (0, f"result not picklable: {e}")))
+        try:
+            s.send(data)
+        except OSError:
+            return
