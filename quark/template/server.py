@@ -118,20 +118,18 @@ class _Watch:
     def of(cls, files: dict[str, int]) -> _Watch | None:
         """None where inotify is not available (or out of watches): then every
         request stats the files."""
-        import ctypes
+        from . import inotify_ffi
 
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = inotify_ffi.init()
         except (OSError, AttributeError):
-            return None
-        if fd < 0:
             return None
         names: dict[int, set[str]] = {}
         for path in files:
             d, name = os.path.split(path)
-            wd = libc.inotify_add_watch(fd, os.fsencode(d), cls.MASK)
-            if wd < 0:
+            try:
+                wd = inotify_ffi.add_watch(fd, d, cls.MASK)
+            except OSError:
                 os.close(fd)
                 return None
             names.setdefault(wd, set()).add(name)
