@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .template.client import GLOBAL_VALUED
 
 if TYPE_CHECKING:
     from .config import Config
@@ -636,14 +637,11 @@ def _split_tail(args: list[str], parser: argparse.ArgumentParser,
     return args, []
 
 
-_GLOBAL_VALUED = ("--root", "--log", "--log-format")
-
-
 def _parse(argv: list[str]) -> argparse.Namespace:
     # Find the command word, skipping the global options and their values.
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
-        i += 2 if argv[i] in _GLOBAL_VALUED else 1
+        i += 2 if argv[i] in GLOBAL_VALUED else 1
     name = argv[i] if i < len(argv) else None
     parser, subparsers = build_parser(None if "-h" in argv[:i] or "--help" in argv[:i]
                                       else name)

@@ -32,7 +32,8 @@ MAX_MESSAGE = 1 << 20
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)
 
-_GLOBAL_VALUED = ("--root", "--log", "--log-format")
+# The global options that take a value (quark.cli skips them the same way).
+GLOBAL_VALUED = ("--root", "--log", "--log-format")
 _RUN_VALUED = ("--bundle", "-b", "--console-socket")
 # Leave a sandbox that a client must be the ancestor of, or name this process to
 # someone: never served.
@@ -55,7 +56,7 @@ def served(argv: list[str]) -> bool:
     while i < len(argv) and argv[i].startswith("-"):
         if argv[i] in ("-h", "--help", "-v", "--version"):
             return False
-        i += 2 if argv[i] in _GLOBAL_VALUED else 1
+        i += 2 if argv[i] in GLOBAL_VALUED else 1
     if i >= len(argv) or argv[i] != "run":
         return False
     args = argv[i + 1:]
@@ -87,10 +88,23 @@ def encode(words: list[str]) -> bytes:
     return "\0".join(words).encode("utf-8", "surrogateescape")
 
 
+def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    """The ancillary data that passes ``fds`` (SCM_RIGHTS)."""
+    return [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))
+            ] if fds else []
+
+
+def fds_of(anc: list[tuple[int, int, bytes]]) -> list[int]:
+    """The fds a recvmsg's ancillary data carried."""
+    fds: list[int] = []
+    for level, kind, payload in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
+    return fds
+
+
 def send(sock: _socket.socket, words: list[str], fds: list[int] | None = None) -> None:
-    anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))
-           ] if fds else []
-    sock.sendmsg([encode(words)], anc)
+    sock.sendmsg([encode(words)], rights(fds or []))
 
 
 def receive(sock: _socket.socket, maxfds: int = 4) -> tuple[list[str] | None, list[int]]:
@@ -99,10 +113,7 @@ def receive(sock: _socket.socket, maxfds: int = 4) -> tuple[list[str] | None, li
         data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _socket.CMSG_LEN(maxfds * 4))
     except OSError:
         return None, []
-    fds: list[int] = []
-    for level, kind, payload in anc:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
+    fds = fds_of(anc)
     if not data:
         return None, fds
     return data.decode("utf-8", "surrogateescape").split("\0"), fds

@@ -21,9 +21,10 @@ import importlib
 import os
 import pickle
 import socket
-import struct
 from collections.abc import Callable
 from typing import Any
+
+from .client import fds_of, rights
 
 MAX_MESSAGE = 1 << 20
 
@@ -77,10 +78,7 @@ def submit(fn: Callable[..., Any], args: tuple[Any, ...],
     positions = sorted(fds or {})
     payload = pickle.dumps((_next, os.getpid(), fn.__module__, fn.__qualname__, args,
                             positions))
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-            struct.pack(f"{len(positions)}i", *((fds or {})[p] for p in positions)))
-           ] if positions else []
-    sock.sendmsg([payload], anc)
+    sock.sendmsg([payload], rights([(fds or {})[p] for p in positions]))
     return Job(_next)
 
 
@@ -114,10 +112,7 @@ def serve(s: socket.socket) -> None:
             return
         if not data:
             return
-        fds: list[int] = []
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
+        fds = fds_of(anc)
         number, run, module, qualname, args, positions = pickle.loads(data)
         if not joined:
             # Forked ahead of its run: charged to the run's cgroups from its first job.
