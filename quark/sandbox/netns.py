@@ -139,35 +139,26 @@ def prepare() -> int:
 
 
 def _create(spec: Any, plugins: Any) -> NetworkState:
+    """A new namespace (a template's spare, else one made now), set up by the
+    plugins from the host's namespace, then entered."""
     global prepared
-    host = _open_ns("/proc/thread-self/ns/net")
-    try:
-        fresh, prepared = prepared, None
+    new, prepared = prepared, None
+    if new is None:
         try:
-            if fresh is not None:
-                netns_ffi.setns(fresh, netns_ffi.CLONE_NEWNET)
-                os.close(fresh)
-            else:
-                netns_ffi.unshare(netns_ffi.CLONE_NEWNET)
+            new = prepare()
         except OSError as e:
             raise NetnsError(f"creating a network namespace: {(e.strerror or str(e)).lower()}") \
                 from e
-        new = _open_ns("/proc/thread-self/ns/net")
+    try:
+        state = NetworkState("created", f"/proc/{os.getpid()}/fd/{new}")
         try:
-            if fresh is None:
-                loopback_up()
-            state = NetworkState("created", f"/proc/{os.getpid()}/fd/{new}")
-            netns_ffi.setns(host, netns_ffi.CLONE_NEWNET)
-            try:
-                done = _setup(spec, plugins, state.path or "")
-                state.results = [r for r in done if not callable(r)]
-                state.pending = [r for r in done if callable(r)]
-            finally:
-                netns_ffi.setns(new, netns_ffi.CLONE_NEWNET)
+            done = _setup(spec, plugins, state.path or "")
+            state.results = [r for r in done if not callable(r)]
+            state.pending = [r for r in done if callable(r)]
         finally:
-            os.close(new)
+            netns_ffi.setns(new, netns_ffi.CLONE_NEWNET)
     finally:
-        os.close(host)
+        os.close(new)
     state.path = None       # the fd path is gone; the namespace is /proc/<pid>/ns/net
     return state
 
