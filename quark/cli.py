@@ -14,6 +14,7 @@ imported only by the commands that use them.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -567,21 +568,15 @@ COMMANDS: dict[str, tuple[Callable[[SubParsers], argparse.ArgumentParser],
 }
 
 
-_parsers: dict[str | None, tuple[argparse.ArgumentParser,
-                                   dict[str, argparse.ArgumentParser]]] = {}
-
-
 def build_parser(only: str | None = None
                  ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser, with the subparser of command `only` alone if it is one (building
     all nineteen costs ~5 ms of every start), else all of them (for --help, errors).
     Kept per process: a template builds `run`'s once for all its runs."""
-    key = only if only in COMMANDS else None
-    if key not in _parsers:
-        _parsers[key] = _build_parser(key)
-    return _parsers[key]
+    return _build_parser(only if only in COMMANDS else None)
 
 
+@functools.cache
 def _build_parser(only: str | None
                   ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(

@@ -3,6 +3,7 @@ per-vCPU pages) and a pool of vCPUs."""
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import threading
@@ -125,19 +126,10 @@ class _KernelTables(PageTable):
         self.pdpt = e & 0x000F_FFFF_FFFF_F000
 
 
-_stub: bytes | None = None
-
-
+@functools.cache
 def load_stub() -> bytes:
     """The assembled supervisor (built by the package build from supervisor_pvm.S),
     read once per process."""
-    global _stub
-    if _stub is None:
-        _stub = _read_stub()
-    return _stub
-
-
-def _read_stub() -> bytes:
     here = Path(__file__).parent / "guest"
     binary = here / "supervisor_pvm.bin"
     if not binary.exists() or binary.stat().st_mtime < (here / "supervisor_pvm.S").stat().st_mtime:

@@ -8,6 +8,7 @@ space; the vDSO finds the time page one page below its ELF header.
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
@@ -34,17 +35,12 @@ def _layout(so: bytes) -> bytes:
     return bytes(image)
 
 
-_image: bytes | None = None
-
-
+@functools.cache
 def vdso_image() -> bytes:
     """The vDSO's pages, laid out once per process (a template's runs inherit them:
     finding and checking the build is ~4 ms)."""
-    global _image
-    if _image is None:
-        from quark.core.guest.build import shared_object
-        _image = _layout(shared_object("vdso"))
-    return _image
+    from quark.core.guest.build import shared_object
+    return _layout(shared_object("vdso"))
 
 
 class Vdso:
