@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +20,6 @@ def ring() -> Iterator[Ring]:
         pytest.skip(f"io_uring unavailable here: {e}")
     yield r
     r.close()
-
-
-@pytest.fixture
-def mem() -> Iterator[memoryview]:
-    m = mmap.mmap(-1, 1 << 16)
-    v = memoryview(m)
-    yield v
-    v.release()
-    m.close()
 
 
 def test_read_completes_with_the_data(ring: Ring, mem: memoryview, tmp_path: Path) -> None:

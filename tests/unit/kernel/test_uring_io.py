@@ -4,9 +4,7 @@ cancel on a signal, and the fallback when the host has no io_uring."""
 from __future__ import annotations
 
 import errno
-import gc
 import logging
-import mmap
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -44,16 +42,6 @@ def u(monkeypatch: pytest.MonkeyPatch) -> Iterator[uring_io.UringIO]:
         pytest.skip("io_uring unavailable here")
     yield got
     got.close()
-
-
-@pytest.fixture
-def mem() -> Iterator[memoryview]:
-    m = mmap.mmap(-1, 1 << 16)
-    v = memoryview(m)
-    yield v
-    gc.collect()        # a thrown exception's traceback cycle may still hold a slice
-    v.release()
-    m.close()
 
 
 def _run(coro: Any, on_block: Any = None) -> Any:
