@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -79,4 +80,13 @@ __attribute__((unused)) static pid_t later(int ms, int fd, int sig)
         _exit(0);
     }
     return pid;
+}
+
+/* /tmp and /dev/shm exist (a bare rootfs has neither): the two filesystems the
+ * programs run their file cases on, the host's rootfs and tmpfs. */
+__attribute__((unused)) static void make_scratch_dirs(void)
+{
+    mkdir("/tmp", 01777);
+    mkdir("/dev", 0755);
+    mkdir("/dev/shm", 01777);
 }

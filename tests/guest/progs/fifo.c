@@ -171,9 +171,7 @@ static void interrupted_open(const char *path)
 int main(void)
 {
     const char *dirs[] = {"/tmp", "/dev/shm"};
-    mkdir("/tmp", 01777);
-    mkdir("/dev", 0755);
-    mkdir("/dev/shm", 01777);
+    make_scratch_dirs();
     for (unsigned i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         char path[64];
         snprintf(path, sizeof path, "%s/fifo", dirs[i]);

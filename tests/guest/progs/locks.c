@@ -404,9 +404,7 @@ static void interrupted(void)
 int main(void)
 {
     const char *dirs[] = {"/tmp", "/dev/shm"};
-    mkdir("/tmp", 01777);
-    mkdir("/dev", 0755);
-    mkdir("/dev/shm", 01777);
+    make_scratch_dirs();
     for (unsigned i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         snprintf(path, sizeof path, "%s/locks-%d", dirs[i], (int)getpid());
         say("== %s\n", dirs[i]);
