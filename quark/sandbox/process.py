@@ -14,6 +14,7 @@ import logging
 import os
 import posixpath
 import signal
+import sys
 from typing import Any
 
 from quark.core import platform
@@ -78,8 +79,11 @@ class Sandbox:
             self.network.settle()
             raise
         phase("network_ready")
-        from quark.template import worker
-        worker.release()            # a template's run: its worker's part is done
+        # A template's run: its worker's part is done. Only a template imports the
+        # module (it sets the run's socket there); other sandboxes skip it.
+        worker = sys.modules.get("quark.template.worker")
+        if worker is not None:
+            worker.release()
         self.poller = None
         if self.qcall:
             from quark.core.qcall import Poller

@@ -128,11 +128,11 @@ class _Helper:
 
     def __init__(self, fn: Callable[..., Any], *args: Any, thread: bool = False,
                  fd_arg: int | None = None) -> None:
-        from quark.template import worker
-
+        # Only a template's run has imported the worker module (and has a worker).
+        worker = sys.modules.get("quark.template.worker")
         self.thread: threading.Thread | None = None
         self.job: Any = None
-        if not thread and worker.available():
+        if not thread and worker is not None and worker.available():
             # A template's run: its warm worker process (fd_arg: the argument that
             # is an fd, passed along). A worker that is gone leaves a thread to it.
             try:
