@@ -7,7 +7,8 @@ Implementations may take a subset of a hook's arguments, by name (pluggy's rule)
 new arguments are only ever added, never reordered or removed.
 
 Where hooks run: all of them run in the sandbox process (one per container), except
-``quark_network_teardown``, which also runs in ``quark delete``. The sandbox process
+``quark_network_teardown``, which also runs in ``quark delete``, and the template's
+(``quark_preload`` in the template process, ``quark_network_prepare`` in its workers). The sandbox process
 is the container's: a hook that raises fails the container's creation (setup hooks)
 or is logged (observation and teardown hooks).
 """
@@ -69,6 +70,42 @@ def quark_network_teardown(spec: SandboxSpec | None, netns_path: str | None,
     :param netns_path: the namespace if it still exists, else None.
     :param sandbox_id: the id given to ``quark_network_setup``.
     :returns: nothing.
+    """
+
+
+@hookspec
+def quark_network_prepare() -> None:
+    """Wire a network namespace ahead of the run that will use it, before its
+    container is known (a template's worker: see quark.template.worker).
+
+    Called once in each worker process a template forks for its next run, in the
+    template's network namespace and configuration, while the template waits for
+    that run. Keep what you made in your module's state: the run claims it through
+    ``quark_network_adopt``, which it submits to this same process. Register its
+    undoing with ``quark.template.worker.at_exit`` for when no run claims it (the
+    run wants no network, or the template stops).
+
+    :returns: nothing; a failure is logged, and the run then sets up its network
+        the usual way (``quark_network_setup``).
+    """
+
+
+@hookspec(firstresult=True)
+def quark_network_adopt(spec: SandboxSpec, sandbox_id: str
+                        ) -> tuple[int, dict[str, Any] | Callable[[], Any]] | None:
+    """Hand a sandbox a network namespace this plugin wired ahead
+    (``quark_network_prepare``), instead of the empty one Quark would make.
+
+    Called where ``quark_network_setup`` would be, before it (firstresult: the first
+    plugin that adopts wins). Quark enters the namespace returned, and then calls
+    ``quark_network_setup`` for every other plugin with its path, but not for this
+    one. ``quark_network_teardown`` is called for the sandbox as usual.
+
+    :param spec: as for ``quark_network_setup``.
+    :param sandbox_id: as for ``quark_network_setup``.
+    :returns: None to let Quark make the namespace; or (fd, result): an fd of the
+        wired namespace (Quark closes it) and what ``quark_network_setup`` would
+        have returned (a CNI result, or a function that finishes and returns one).
     """
 
 

@@ -89,10 +89,36 @@ class QuarkPluginManager(pluggy.PluginManager):
         obs = SyscallObserver(self.hook)
         return obs if obs.enter is not None or obs.exit is not None else None
 
-    def network_setup(self, spec: Any, netns_path: str, sandbox_id: str) -> list[dict[str, Any]]:
-        results = self.hook.quark_network_setup(spec=spec, netns_path=netns_path,
-                                                sandbox_id=sandbox_id)
+    def network_setup(self, spec: Any, netns_path: str, sandbox_id: str,
+                      skip: str | None = None) -> list[dict[str, Any]]:
+        """Every plugin's quark_network_setup but ``skip``'s (the plugin that adopted
+        the namespace)."""
+        hook = self.hook.quark_network_setup
+        if skip is not None and self.get_plugin(skip) is not None:
+            hook = self.subset_hook_caller("quark_network_setup", [self.get_plugin(skip)])
+        results = hook(spec=spec, netns_path=netns_path, sandbox_id=sandbox_id)
         return [r for r in results if r]
+
+    def network_adopt(self, spec: Any, sandbox_id: str) -> tuple[str, int, Any] | None:
+        """(plugin name, namespace fd, result) from the first plugin whose
+        quark_network_adopt hands over a namespace it wired ahead; None if none."""
+        for impl in reversed(self.hook.quark_network_adopt.get_hookimpls()):
+            got: Any = impl.function(
+                **{a: v for a, v in (("spec", spec), ("sandbox_id", sandbox_id))
+                   if a in impl.argnames})
+            if got is not None:
+                fd, result = got
+                return str(impl.plugin_name), fd, result
+        return None
+
+    def network_prepare(self) -> None:
+        """quark_network_prepare of every plugin (a template's worker); failures are
+        logged: the run then sets up its network itself."""
+        for impl in reversed(self.hook.quark_network_prepare.get_hookimpls()):
+            try:
+                impl.function()
+            except Exception as e:  # noqa: BLE001 - the run does it the usual way
+                log.warning("plugin %s: quark_network_prepare failed: %s", impl.plugin_name, e)
 
     def network_teardown(self, spec: Any, netns_path: str | None, sandbox_id: str) -> None:
         """Every implementation runs even if one fails; failures are logged."""

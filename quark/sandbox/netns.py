@@ -139,10 +139,17 @@ def prepare() -> int:
 
 
 def _create(spec: Any, plugins: Any) -> NetworkState:
-    """A new namespace (a template's spare, else one made now), set up by the
-    plugins from the host's namespace, then entered."""
+    """A new namespace (one a plugin wired ahead, a template's spare, else one made
+    now), set up by the plugins from the host's namespace, then entered."""
     global prepared
     new, prepared = prepared, None
+    adopted = _adopt(spec, plugins)
+    if adopted is not None:
+        if new is not None:
+            os.close(new)               # the template's empty spare: not needed
+        skip, new, result = adopted
+    else:
+        skip, result = None, None
     if new is None:
         try:
             new = prepare()
@@ -152,7 +159,9 @@ def _create(spec: Any, plugins: Any) -> NetworkState:
     try:
         state = NetworkState("created", f"/proc/{os.getpid()}/fd/{new}")
         try:
-            done = _setup(spec, plugins, state.path or "")
+            done = _setup(spec, plugins, state.path or "", skip)
+            if result is not None:
+                done.insert(0, result)
             state.results = [r for r in done if not callable(r)]
             state.pending = [r for r in done if callable(r)]
         finally:
@@ -163,11 +172,24 @@ def _create(spec: Any, plugins: Any) -> NetworkState:
     return state
 
 
-def _setup(spec: Any, plugins: Any, path: str) -> list[dict[str, Any]]:
+def _adopt(spec: Any, plugins: Any) -> tuple[str, int, Any] | None:
+    """A namespace a plugin wired ahead for this sandbox (quark_network_adopt, in a
+    template's run): (plugin, fd, its result), or None."""
+    if plugins is None or not hasattr(plugins, "network_adopt"):
+        return None
+    try:
+        return plugins.network_adopt(spec, spec.id)     # type: ignore[no-any-return]
+    except Exception as e:
+        plugins.network_teardown(spec, None, spec.id)   # a half-done claim
+        raise NetnsError(f"network setup: {e}") from e
+
+
+def _setup(spec: Any, plugins: Any, path: str, skip: str | None = None) -> list[dict[str, Any]]:
     if plugins is None:
         return []
     try:
-        results: list[Any] = plugins.network_setup(spec, path, spec.id)
+        results: list[Any] = (plugins.network_setup(spec, path, spec.id, skip) if skip
+                              else plugins.network_setup(spec, path, spec.id))
     except Exception as e:
         plugins.network_teardown(spec, path, spec.id)      # undo a half-done setup
         raise NetnsError(f"network setup: {e}") from e

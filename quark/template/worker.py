@@ -10,9 +10,15 @@ its arguments pickled, fds attached.
 
 For plugins: ``available()`` says whether this process has a worker; ``submit(fn,
 args)`` runs ``fn(*args)`` there and ``Job.result()`` returns what it returned (or
-raises OSError). The worker serves until the run releases it (after start-up, see
-quark.sandbox.process) or exits. The socket pair is the run's and its worker's
-alone, both forked from the template: pickle is not read from anyone else.
+raises OSError); a function that returns ``WithFds`` passes fds back to the run. The
+worker serves until the run releases it (after start-up, see quark.sandbox.process)
+or exits. The socket pair is the run's and its worker's alone, both forked from the
+template: pickle is not read from anyone else.
+
+Before its run arrives, the worker lets plugins work ahead (the
+``quark_network_prepare`` hook): net_bridge wires a namespace there, which its run
+then adopts. What no run claims is undone by the functions registered with
+``at_exit`` when the worker ends.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import os
 import pickle
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .client import fds_of, rights
 
@@ -31,10 +37,25 @@ MAX_MESSAGE = 1 << 20
 sock: socket.socket | None = None   # in a run: its end of the pair
 _next = 0
 _done: dict[int, tuple[Any, ...]] = {}
+_at_exit: list[Callable[[], None]] = []     # in the worker
+
+
+class WithFds(NamedTuple):
+    """What a worker function returns to pass fds to the run: the worker closes its
+    copies, and the run's ``Job.result()`` is a WithFds of the fds it received
+    (the run's to close)."""
+    value: Any
+    fds: list[int]
 
 
 def available() -> bool:
     return sock is not None
+
+
+def at_exit(fn: Callable[[], None]) -> None:
+    """In the worker: call ``fn()`` when the worker ends (its run released it, or
+    never came); failures are ignored."""
+    _at_exit.append(fn)
 
 
 class Job:
@@ -46,10 +67,12 @@ class Job:
         while self.number not in _done:
             reply = _receive_reply()
             _done[reply[0]] = reply
-        _n, kind, value = _done.pop(self.number)
+        _n, kind, value, fds = _done.pop(self.number)
         if kind == "error":
             errno_, text = value
             raise OSError(errno_, text) if errno_ else OSError(text)
+        if kind == "fds":
+            return WithFds(value, fds)
         return value
 
 
@@ -57,13 +80,16 @@ def _receive_reply() -> tuple[Any, ...]:
     if sock is None:
         raise OSError("no worker")
     try:
-        data = sock.recv(MAX_MESSAGE)
+        data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(16 * 4))
     except OSError as e:
         raise OSError(f"the template's worker: {e.strerror or e}") from e
+    fds = fds_of(anc)
     if not data:
+        for fd in fds:
+            os.close(fd)
         raise OSError("the template's worker process died")
     reply: tuple[Any, ...] = pickle.loads(data)
-    return reply
+    return (*reply, fds)
 
 
 def submit(fn: Callable[..., Any], args: tuple[Any, ...],
@@ -101,9 +127,32 @@ def serve(s: socket.socket) -> None:
     """The worker's loop: one job at a time, in order, until the run's end closes.
     Each job starts in the worker's own network namespace (net_bridge's wiring
     enters the container's)."""
+    try:
+        _serve(s)
+    finally:
+        for fn in reversed(_at_exit):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001, S110 - the worker is ending anyway
+                pass
+
+
+def _prepare() -> None:
+    """Let plugins work ahead of the run (quark_network_prepare)."""
+    from quark.plugins.manager import make_manager
+    try:
+        make_manager().network_prepare()
+    except Exception as e:  # noqa: BLE001 - the run does it all itself
+        import logging
+        logging.getLogger("quark.template").warning("worker: preparing: %s", e)
+
+
+def _serve(s: socket.socket) -> None:
     from quark.sandbox import netns_ffi
 
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    _prepare()
+    netns_ffi.setns(home, netns_ffi.CLONE_NEWNET)
     joined = False
     while True:
         try:
@@ -130,11 +179,19 @@ def serve(s: socket.socket) -> None:
             reply = (number, "error", (0, f"{type(e).__name__}: {e}"))
         finally:
             netns_ffi.setns(home, netns_ffi.CLONE_NEWNET)
+        passed: list[int] = []
+        if reply[1] == "ok" and isinstance(reply[2], WithFds):
+            passed = list(reply[2].fds)
+            reply = (number, "fds", reply[2].value)
         try:
             data = pickle.dumps(reply)
         except Exception as e:  # noqa: BLE001 - an unpicklable result
             data = pickle.dumps((number, "error", (0, f"result not picklable: {e}")))
+            passed = []
         try:
-            s.send(data)
+            s.sendmsg([data], rights(passed))
         except OSError:
             return
+        finally:
+            for fd in passed:
+                os.close(fd)

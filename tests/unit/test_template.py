@@ -121,3 +121,48 @@ def test_launcher_usage_error_names_quark() -> None:
     r = subprocess.run([str(REPO / "bin" / "quark"), "nosuchcommand"], check=False, capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("usage: quark"), r.stderr
+
+
+def _open_for_run(path: str) -> object:
+    from quark.template import worker
+    return worker.WithFds({"path": path}, [os.open(path, os.O_RDONLY)])
+
+
+def _fails() -> None:
+    raise OSError(13, "no, says the worker")
+
+
+@pytest.mark.root      # the worker returns to its own network namespace after each job
+def test_worker_passes_fds_back_and_undoes_at_exit(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from quark.template import worker
+    (tmp_path / "data").write_text("from the worker's fd")
+    run_end, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            run_end.close()
+            os.environ["QUARK_PLUGINS"] = "none"    # no plugin wires anything ahead
+            worker.at_exit(lambda: (tmp_path / "ended").write_text("undone"))
+            worker.serve(end)
+        finally:
+            os._exit(0)
+    end.close()
+    monkeypatch.setattr(worker, "sock", run_end)
+    got = worker.submit(_open_for_run, (str(tmp_path / "data"),)).result()
+    assert isinstance(got, worker.WithFds) and got.value == {"path": str(tmp_path / "data")}
+    (fd,) = got.fds
+    try:
+        assert os.read(fd, 100) == b"from the worker's fd"
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as e:
+        worker.submit(_fails, ()).result()
+    assert (e.value.errno, e.value.strerror) == (13, "no, says the worker")
+    assert not (tmp_path / "ended").exists()
+    worker.release()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert (tmp_path / "ended").read_text() == "undone"
