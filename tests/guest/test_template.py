@@ -7,6 +7,7 @@ template says it did (`quark template status`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -291,3 +292,76 @@ def test_a_dead_worker_leaves_the_wiring_to_a_thread(template: Template,
     assert template.status()["served"] == 1
     log = (template.dir / "runs.log").read_text()
     assert "the template's worker" in log and "using a thread" in log
+
+
+LEASES = Path("/var/lib/quark/net_bridge/leases.json")     # net_bridge's default
+
+
+def _spares() -> dict[str, dict[str, object]]:
+    """net_bridge's leases of namespaces wired ahead, by worker pid."""
+    if not LEASES.exists():
+        return {}
+    leases = json.loads(LEASES.read_text())["leases"]
+    return {k.partition(":")[2]: v for k, v in leases.items() if k.startswith("spare:")}
+
+
+def _worker(template: Template) -> str:
+    pids = subprocess.run(["pgrep", "-P", str(template.proc.pid)], check=False,
+                          capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def _until(what: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], check=False,
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.kvm
+@pytest.mark.root
+@pytest.mark.netns
+def test_the_network_wired_ahead_is_adopted(template: Template,
+                                            make_bundle: Callable[..., Path]) -> None:
+    """net_bridge wires the next run's namespace in its worker (quark_network_prepare)
+    and the run adopts it: the container has that address, the lease passes to its id
+    and goes with it. A run without net_bridge gets an empty namespace, and a spare
+    nobody claims is released, as is the last one when the template stops."""
+    if importlib.util.find_spec("quark_net_bridge") is None:
+        pytest.skip("the net_bridge plugin is not installed (pip install ./plugins/net_bridge)")
+    worker = _worker(template)
+    _until(lambda: worker in _spares())
+    spare = _spares()[worker]
+    _until(lambda: _link_exists(str(spare["veth"])))
+
+    bundle = make_bundle(["sh", "-c", "ip -o -4 addr show eth0; ip route; exit 3"])
+    r = template.run("run", "--bundle", str(bundle), "adopter")
+    assert r.returncode == 3, r.stderr
+    assert f"inet {spare['ip']}/16" in r.stdout and "default via 10.88.0.1" in r.stdout, r.stdout
+    log = (template.dir / "runs.log").read_text()
+    assert f"adopted the namespace wired ahead ({spare['veth']}, {spare['ip']})" in log
+    leases = json.loads(LEASES.read_text())["leases"]
+    assert "adopter" not in leases and f"spare:{worker}" not in leases
+    _until(lambda: not _link_exists(str(spare["veth"])))
+
+    # The next worker has wired its own; a run that loads no plugin leaves it unused.
+    worker = _worker(template)
+    _until(lambda: worker in _spares())
+    veth = str(_spares()[worker]["veth"])
+    r = template.run("run", "--bundle", str(bundle), "plain",
+                     env=dict(template.env, QUARK_PLUGINS="none"))
+    assert r.returncode == 3 and "eth0" in r.stderr, (r.stdout, r.stderr)  # no eth0 here
+    assert "inet" not in r.stdout
+    _until(lambda: worker not in _spares() and not _link_exists(veth))
+
+    last = _worker(template)
+    _until(lambda: last in _spares())
+    template.proc.send_signal(signal.SIGTERM)
+    template.proc.wait(30)
+    _until(lambda: last not in _spares())

@@ -11,6 +11,12 @@ made it, loopback up), on the host side:
 The addresses are private to this machine's namespaces: the outside world sees the
 host's address (masquerade).
 
+Under a template (quark.template), the wiring is done ahead: each worker the template
+forks for its next run makes a namespace and wires it with a lease of its own
+(``quark_network_prepare``: ~15 ms of netlink, off the run's path), and the run adopts
+it (``quark_network_adopt``): the lease passes to the sandbox's id, and the run
+enters that namespace. A worker whose run does not claim it releases both.
+
 It stays out when config.json names a namespace (podman, containerd or Kubernetes
 made and configured it): Quark calls ``quark_network_setup`` only for namespaces it
 creates, and this plugin checks again.
@@ -198,6 +204,23 @@ class _Helper:
         return out["result"]
 
 
+def _cni_result(conf: dict[str, Any], leases: Leases, addr: str, host_if: str,
+                macs: list[str]) -> dict[str, Any]:
+    host_mac, br_mac, eth_mac = macs
+    return {
+        "cniVersion": CNI_VERSION,
+        "interfaces": [
+            {"name": conf["bridge"], "mac": br_mac},
+            {"name": host_if, "mac": host_mac},
+            {"name": "eth0", "mac": eth_mac, "sandbox": f"/proc/{os.getpid()}/ns/net"},
+        ],
+        "ips": [{"address": f"{addr}/{leases.net.prefixlen}",
+                 "gateway": str(leases.gateway), "interface": 2}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": str(leases.gateway)}],
+        "dns": {"nameservers": list(conf["nameservers"])},
+    }
+
+
 def _delete_link(name: str) -> None:
     with Rtnl() as ip:
         idx = ip.link_index(name)
@@ -208,8 +231,7 @@ def _delete_link(name: str) -> None:
                 log.debug("deleting %s: %s", name, e)
 
 
-def _remove_links(sandbox_id: str) -> None:
-    name = veth_name(sandbox_id)
+def _remove_links(name: str) -> None:
     try:
         socket.if_nametoindex(name)     # an ioctl in this thread's namespace
     except OSError:
@@ -230,7 +252,10 @@ def _forwarding_on() -> None:
 def _release(leases: Leases, nat: Nat | None, sandbox_id: str) -> None:
     """Under the lease lock: everything of one sandbox that outlives its process."""
     lease = leases.release(sandbox_id)
-    _remove_links(sandbox_id)
+    # A lease names its veth: one wired ahead (quark_network_prepare) is not named
+    # after the sandbox.
+    _remove_links(str(lease.get("veth") or veth_name(sandbox_id)) if lease
+                  else veth_name(sandbox_id))
     # Only published ports give a sandbox rules of its own (the masquerade is the
     # bridge's), and looking for them lists two firewall tables (~10 ms): skip that
     # when its lease says it published none. Without a lease, look.
@@ -342,22 +367,122 @@ def quark_network_setup(spec: Any, netns_path: str,
             for o in outcomes:
                 if isinstance(o, Exception):
                     raise o
-            host_mac, br_mac, eth_mac = outcomes[0]
         except (LeaseError, NatError, OSError, ValueError) as e:
             raise BridgeError(f"net_bridge: {e}") from e
-        return {
-            "cniVersion": CNI_VERSION,
-            "interfaces": [
-                {"name": conf["bridge"], "mac": br_mac},
-                {"name": host_if, "mac": host_mac},
-                {"name": "eth0", "mac": eth_mac, "sandbox": f"/proc/{pid}/ns/net"},
-            ],
-            "ips": [{"address": f"{addr}/{leases.net.prefixlen}",
-                     "gateway": str(leases.gateway), "interface": 2}],
-            "routes": [{"dst": "0.0.0.0/0", "gw": str(leases.gateway)}],
-            "dns": {"nameservers": list(conf["nameservers"])},
-        }
+        return _cni_result(conf, leases, str(addr), host_if, outcomes[0])
     return finish
+
+
+# ---- wired ahead, under a template
+
+# In a template's worker: the namespace quark_network_prepare wired, until its run
+# claims it ({"key", "conf", "addr", "host_if", "macs", "netns"}).
+_spare: dict[str, Any] | None = None
+
+
+@hookimpl
+def quark_network_prepare() -> None:
+    global _spare
+    from quark.sandbox import netns as qnetns
+    from quark.template import worker
+
+    conf = settings()
+    nat = Nat(conf["bridge"], str(ipaddress.ip_network(conf["subnet"], strict=False)))
+    leases = _leases(conf)
+    pid = os.getpid()
+    # Not an OCI id (':' is not allowed in one): it cannot meet a container's lease.
+    key = f"spare:{pid}"
+    host_if = "qb" + os.urandom(6).hex()[:11]
+    with leases.locked():
+        _reap(leases, nat)
+        addr = leases.allocate(key, pid=pid, pid_start=pid_start_time(pid), veth=host_if,
+                               bridge=conf["bridge"], ports=[])
+    spare: dict[str, Any] = {"key": key, "conf": conf, "addr": str(addr),
+                             "host_if": host_if, "netns": -1}
+    _spare = spare
+    worker.at_exit(_unprepare)
+    spare["netns"] = qnetns.prepare()
+    spare["macs"] = _wire(os.dup(spare["netns"]), host_if, conf, leases, str(addr))
+
+
+def _unprepare() -> None:
+    """The worker ends and no run claimed its namespace: the namespace goes (its
+    veth with it) and so does the lease."""
+    global _spare
+    spare, _spare = _spare, None
+    if spare is None:
+        return
+    if spare["netns"] >= 0:
+        os.close(spare["netns"])
+    conf = spare["conf"]
+    leases = _leases(conf)
+    with leases.locked():
+        _release(leases, None, spare["key"])
+
+
+def _claim(sandbox_id: str, pid: int, pid_start: int | None, conf: dict[str, Any],
+           ports: list[tuple[int, int, str]]) -> Any:
+    """In the worker, for its run: the namespace wired ahead, now the sandbox's
+    (WithFds(info, [its fd])); None when there is none that fits (the run then
+    wires one the usual way)."""
+    global _spare
+    from quark.template.worker import WithFds
+
+    spare = _spare
+    if spare is None or "macs" not in spare or spare["conf"] != conf:
+        return None
+    leases = _leases(conf)
+    with leases.locked():
+        if sandbox_id in leases.data:
+            return None     # a lease of this id already (another state root's run?)
+        lease = leases.data.pop(spare["key"], None)
+        if lease is None:
+            return None
+        lease.update(pid=pid, pid_start=pid_start, ports=[list(p) for p in ports])
+        leases.data[sandbox_id] = lease
+    _spare = None
+    info = {k: spare[k] for k in ("addr", "host_if", "macs")}
+    return WithFds(info, [spare["netns"]])
+
+
+@hookimpl
+def quark_network_adopt(spec: Any, sandbox_id: str
+                        ) -> tuple[int, Callable[[], dict[str, Any]]] | None:
+    entry = next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
+    worker = sys.modules.get("quark.template.worker")
+    if entry is None or entry.path or worker is None or not worker.available():
+        return None
+    conf = settings()
+    annotations = getattr(spec, "annotations", None) or {}
+    ports = parse_ports(annotations.get(PORTS_ANNOTATION, ""))
+    pid = os.getpid()
+    try:
+        got = worker.submit(_claim, (sandbox_id, pid, pid_start_time(pid), conf, ports)
+                            ).result()
+    except OSError as e:
+        log.debug("net_bridge: no namespace wired ahead: %s", e)
+        return None
+    if got is None:
+        return None
+    info, (fd,) = got
+    log.info("net_bridge: adopted the namespace wired ahead (%s, %s)", info["host_if"],
+             info["addr"])
+    leases = _leases(conf)
+    nat = Nat(conf["bridge"], str(ipaddress.ip_network(conf["subnet"], strict=False)))
+    try:
+        # In the worker too (its next job), while this run builds its VM.
+        firewall = _Helper(_firewall, conf, leases, nat, sandbox_id, info["addr"], ports)
+    except BaseException:
+        os.close(fd)
+        raise
+
+    def finish() -> dict[str, Any]:
+        try:
+            firewall.result()
+        except (LeaseError, NatError, OSError, ValueError) as e:
+            raise BridgeError(f"net_bridge: {e}") from e
+        return _cni_result(conf, leases, info["addr"], info["host_if"], info["macs"])
+    return fd, finish
 
 
 @hookimpl
