@@ -152,3 +152,68 @@ def test_a_fault_on_a_page_another_vcpu_just_mapped_is_retried(machine) -> None:
     assert mm.handle_fault(ro + 0x80000, 0x7) == AS.SEGV_ACCERR   # still a violation
     assert mm.handle_fault(ro + 0x80000, 0x15) == AS.SEGV_ACCERR
     mm.release()
+
+
+class _File:
+    """What a private file mapping needs of a VFS file (counting reads)."""
+    readable, writable, mmap_ok = True, False, True
+
+    def __init__(self, path) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.reads = 0
+
+    def read_at(self, views, offset: int) -> int:
+        self.reads += 1
+        return os.preadv(self.fd, views, offset)
+
+    def incref(self) -> None:
+        pass
+
+    def decref(self) -> None:
+        pass
+
+    def stat(self):
+        from types import SimpleNamespace
+        return SimpleNamespace(size=os.fstat(self.fd).st_size)
+
+
+def test_small_read_only_file_mappings_fill_whole_and_fork_shares_them(machine,
+                                                                        tmp_path) -> None:
+    """A read-only file mapping up to WHOLE_LIMIT is read in at its first fault (one
+    guest exit instead of one per 16 pages); a fork shares such pages instead of
+    copying them, and a child that makes one writable gets its own copy."""
+    from quark.kernel.mm import address_space as AS
+    data = os.urandom(300 * 4096 + 100)
+    (tmp_path / "prog").write_bytes(data)
+    f = _File(tmp_path / "prog")
+    mm = _space(machine)
+    rx = L.PROT_READ | L.PROT_EXEC
+    text = mm.mmap(0, 301 * 4096, rx, L.MAP_PRIVATE, f, 0)
+    assert not mm.frames                                  # larger than EAGER_LIMIT
+    assert mm.handle_fault(text + 150 * 4096 + 8, 0x14) == 0
+    assert f.reads == 1 and len(mm.frames) == 301
+    assert mm.read(text, len(data)) == data
+    assert mm.read(text + len(data), 4096 * 301 - len(data)) == bytes(4096 * 301 - len(data))
+
+    rw = mm.mmap(0, 301 * 4096, L.PROT_READ | L.PROT_WRITE, L.MAP_PRIVATE, f, 0)
+    assert mm.handle_fault(rw, 0x6) == 0                  # writable: fault-around only
+    assert len([p for p in mm.frames if rw <= p < rw + 301 * 4096]) == AS.FAULT_AROUND
+    big = mm.mmap(0, AS.WHOLE_LIMIT + 4096, L.PROT_READ, L.MAP_PRIVATE, f, 0)
+    assert mm.handle_fault(big, 0x4) == 0                 # over the limit: fault-around
+    assert len([p for p in mm.frames if big <= p < big + AS.WHOLE_LIMIT]) == AS.FAULT_AROUND
+
+    before = machine.alloc.in_use
+    child = mm.fork()                                     # small: a copying fork
+    shared = mm.frames[text] & ~0xFFF
+    assert child.frames[text] & ~0xFFF == shared and machine.alloc.holders(shared) == 2
+    assert child.frames[rw] & ~0xFFF != mm.frames[rw] & ~0xFFF    # writable: copied
+    # Frames for the writable pages and the child's tables only, not the 300+ shared.
+    assert machine.alloc.in_use - before < 2 * AS.FAULT_AROUND + 16
+    child.mprotect(text, 4096, L.PROT_READ | L.PROT_WRITE)
+    child.write(text, b"patched")
+    assert child.read(text, 7) == b"patched" and mm.read(text, 7) == data[:7]
+    assert machine.alloc.holders(shared) == 1
+    child.release()
+    assert mm.read(text + 4096, 4096) == data[4096:8192]
+    mm.release()
+    os.close(f.fd)
