@@ -406,18 +406,18 @@ def quark_network_prepare() -> None:
 
 
 def _unprepare() -> None:
-    """The worker ends and no run claimed its namespace: the namespace goes (its
-    veth with it) and so does the lease."""
+    """The worker ends and no run claimed its namespace: the namespace goes (this
+    was its only holder; the kernel deletes the veth pair with it) and so does the
+    lease."""
     global _spare
     spare, _spare = _spare, None
     if spare is None:
         return
     if spare["netns"] >= 0:
         os.close(spare["netns"])
-    conf = spare["conf"]
-    leases = _leases(conf)
+    leases = _leases(spare["conf"])
     with leases.locked():
-        _release(leases, None, spare["key"])
+        leases.release(spare["key"])
 
 
 def _claim(sandbox_id: str, pid: int, pid_start: int | None, conf: dict[str, Any],
