@@ -1,4 +1,5 @@
-"""`quark template serve`: import once, fork a run per request.
+"""`quark template serve`: import once, fork a run per request (ahead of it: the
+next run waits forked, see Template._fork).
 
 One thread, one poll loop (fork from a threaded process would copy locks held by
 threads that do not exist in the child). Per run the template holds the connection
@@ -202,6 +203,15 @@ class Run:
 
 
 @dataclass
+class Spare:
+    """A run forked ahead, waiting for its request on ``sock``."""
+    pid: int
+    pidfd: int
+    sock: socket.socket
+    worker: int | None        # its worker's pid, if it has one
+
+
+@dataclass
 class Stats:
     started: float = field(default_factory=time.time)
     served: int = 0
@@ -245,6 +255,8 @@ class Template:
         self.watch = _Watch.of(self.code)
         self.stale: str | None = None
         self.spare_netns: list[int] = []        # quark.sandbox.netns.prepare()
+        self.spare_worker_pid: int | None = None
+        self.spare: Spare | None = None         # the next run, forked ahead
 
     # ---- set-up
 
@@ -289,7 +301,12 @@ class Template:
                 self.spare_netns.append(netns.prepare())
             except OSError as e:
                 log.debug("template: no spare network namespace: %s", e)
-                return
+                break
+        if self.spare is None and not self.stopping:
+            try:
+                self._fork_spare()
+            except OSError as e:
+                log.warning("template: no run forked ahead: %s", e)
 
     # ---- the loop
 
@@ -324,6 +341,8 @@ class Template:
                         self._accept()
                     elif fd in self.runs:
                         self._reap(self.runs[fd])
+                    elif self.spare is not None and fd == self.spare.pidfd:
+                        self._spare_died()
                     elif fd in self.workers:
                         self.poll.unregister(fd)
                         os.waitpid(self.workers.pop(fd), 0)
@@ -409,7 +428,7 @@ class Template:
                 return self._refuse(conn, stale)
             if threading.active_count() != 1:
                 return self._refuse(conn, "the template has threads; it cannot fork")
-            self._fork(conn, msg, fds, pid)
+            self._fork(conn, msg, fds, pid, words or [])
         finally:
             os.close(pidfd)
 
@@ -444,38 +463,111 @@ class Template:
                 "served": s.served, "refused": s.refused, "running": len(self.runs),
                 "runs": sorted(r.pid for r in self.runs.values()),
                 "template_rss_kib": rss, "max_run_rss_kib": s.max_run_rss_kib,
-                "recent_run_rss_kib": s.recent_rss_kib, "stale": self._stale()}
+                "recent_run_rss_kib": s.recent_rss_kib, "stale": self._stale(),
+                "spare": ({"run": self.spare.pid, "worker": self.spare.worker}
+                          if self.spare is not None else None)}
 
     def _fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
-              caller: int) -> None:
-        for f in (sys.stdout, sys.stderr):
-            f.flush()
-        spare, self.spare_worker = self.spare_worker, None
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                if spare is not None:
-                    from . import worker
-                    worker.sock = spare
-                status = self._child(conn, msg, fds, caller)
-            finally:
-                os._exit(status)
+              caller: int, words: list[str]) -> None:
+        """Start the run: hand the request to the run forked ahead (the fork, and the
+        run's first copies of the template's pages, ~3-5 ms here, are then behind
+        it), or fork it now."""
+        pid = pidfd = -1
+        spare, self.spare = self.spare, None
         if spare is not None:
-            spare.close()                       # the run's and its worker's now
+            try:
+                wire.send(spare.sock, [str(caller), *words], [conn.fileno(), *fds])
+                pid, pidfd = spare.pid, spare.pidfd
+            except OSError as e:
+                log.warning("template: the run forked ahead is gone (%s); forking", e)
+                self._discard(spare)
+            spare.sock.close()
+        if pid < 0:
+            pid = self._fork_now(conn, msg, fds, caller)
+            pidfd = os.pidfd_open(pid)
+            self.poll.register(pidfd, select.POLLIN)
         self.stats.served += 1
-        if self.spare_netns:
-            os.close(self.spare_netns.pop())    # the run's now
-        pidfd = os.pidfd_open(pid)
         run = Run(pid, pidfd, conn)
         self.runs[pidfd] = run
         self.by_conn[conn.fileno()] = run
-        self.poll.register(pidfd, select.POLLIN)
         self.poll.register(conn, select.POLLIN)
         try:
             wire.send(conn, ["pid", str(pid)], [pidfd])
         except OSError:
             self._caller_gone(run)
+
+    def _take_spares(self) -> tuple[socket.socket | None, int | None]:
+        """The worker and network namespace made for the next run: its now (the
+        template closes its copies once it has forked)."""
+        worker_sock, self.spare_worker = self.spare_worker, None
+        ns = self.spare_netns.pop() if self.spare_netns else None
+        return worker_sock, ns
+
+    def _drop_spares(self, worker_sock: socket.socket | None, ns: int | None) -> None:
+        if worker_sock is not None:
+            worker_sock.close()
+        if ns is not None:
+            os.close(ns)
+
+    def _fork_now(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
+                  caller: int) -> int:
+        for f in (sys.stdout, sys.stderr):
+            f.flush()
+        worker_sock, ns = self._take_spares()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                self._forget_in_child()
+                self._adopt_spares(worker_sock, ns)
+                status = self._child(conn, msg, fds, caller)
+            finally:
+                os._exit(status)
+        self._drop_spares(worker_sock, ns)
+        return pid
+
+    def _fork_spare(self) -> None:
+        """Fork the next run ahead: it drops what it has of the template's, takes the
+        spare worker and namespace, and waits for its request (see _fork)."""
+        for f in (sys.stdout, sys.stderr):
+            f.flush()
+        hand, end = socket.socketpair(socket.AF_UNIX,
+                                      socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        worker_pid = self.spare_worker_pid if self.spare_worker is not None else None
+        worker_sock, ns = self._take_spares()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                hand.close()
+                self._forget_in_child()
+                self._adopt_spares(worker_sock, ns)
+                status = self._spare_child(end)
+            finally:
+                os._exit(status)
+        end.close()
+        self._drop_spares(worker_sock, ns)
+        pidfd = os.pidfd_open(pid)
+        self.poll.register(pidfd, select.POLLIN)
+        self.spare = Spare(pid, pidfd, hand, worker_pid)
+
+    def _spare_died(self) -> None:
+        """The run forked ahead died before its request (killed by someone): the
+        next request forks one then (and the next refill another spare)."""
+        assert self.spare is not None
+        spare, self.spare = self.spare, None
+        log.warning("template: the run forked ahead (pid %d) died", spare.pid)
+        self._discard(spare)
+        spare.sock.close()
+
+    def _discard(self, spare: Spare) -> None:
+        self.poll.unregister(spare.pidfd)
+        try:
+            signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        os.waitpid(spare.pid, 0)
+        os.close(spare.pidfd)
 
     def _fork_worker(self) -> None:
         """A worker (quark.template.worker) for the next run, forked ahead: warm
@@ -508,6 +600,7 @@ class Template:
         self.workers[pidfd] = wpid
         self.poll.register(pidfd, select.POLLIN)
         self.spare_worker = run_end
+        self.spare_worker_pid = wpid
 
     # ---- runs
 
@@ -574,16 +667,41 @@ class Template:
             os.close(self.watch.fd)
         if self.spare_worker is not None:
             self.spare_worker.close()
-
-    def _child(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
-               caller: int) -> int:
-        self._forget_in_child()
-        from quark.sandbox import netns
-        if self.spare_netns:
-            netns.prepared = self.spare_netns.pop()
+        if self.spare is not None:
+            os.close(self.spare.pidfd)
+            self.spare.sock.close()
         for fd in self.spare_netns:
             os.close(fd)
         self.spare_netns.clear()
+
+    @staticmethod
+    def _adopt_spares(worker_sock: socket.socket | None, ns: int | None) -> None:
+        """In a run: the worker and the network namespace made for it."""
+        if worker_sock is not None:
+            from . import worker
+            worker.sock = worker_sock
+        if ns is not None:
+            from quark.sandbox import netns
+            netns.prepared = ns
+
+    def _spare_child(self, end: socket.socket) -> int:
+        """A run forked ahead: wait for the request the template hands over (the
+        caller's pid, the request's words; the caller's connection, fds 0-2 and
+        working directory), then run it. EOF: not needed (the template stopped)."""
+        os.setpgid(0, 0)
+        words, fds = wire.receive(end, maxfds=5)
+        end.close()
+        if not words or len(fds) != 5:
+            for fd in fds:
+                os.close(fd)
+            return 0
+        caller = int(words[0])
+        msg = wire.parse_run(words[1:])     # checked by the template already
+        conn = socket.socket(fileno=fds[0])
+        return self._child(conn, {"op": "run", **msg}, fds[1:], caller)
+
+    def _child(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
+               caller: int) -> int:
         # Its own process group: a ^C in the template's terminal is not for it.
         os.setpgid(0, 0)
         from quark.oci import cgroups

@@ -281,10 +281,7 @@ def test_a_dead_worker_leaves_the_wiring_to_a_thread(template: Template,
                                                       make_bundle: Callable[..., Path]) -> None:
     """Each run gets a worker process forked ahead (quark.template.worker) for its
     network wiring; if it is gone, the run wires the network itself."""
-    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(template.proc.pid)],
-                                              check=False, capture_output=True, text=True).stdout.split()]
-    assert len(workers) == 1, workers         # the spare worker, before any run
-    os.kill(workers[0], signal.SIGKILL)
+    os.kill(int(_worker(template)), signal.SIGKILL)    # the next run's, before it
     time.sleep(0.2)
     bundle = make_bundle(["sh", "-c", "ip -o -4 addr show eth0 | grep -c inet; exit 3"])
     r = template.run("run", "--bundle", str(bundle), "deadworker")
@@ -306,10 +303,12 @@ def _spares() -> dict[str, dict[str, object]]:
 
 
 def _worker(template: Template) -> str:
-    pids = subprocess.run(["pgrep", "-P", str(template.proc.pid)], check=False,
-                          capture_output=True, text=True).stdout.split()
-    assert len(pids) == 1, pids
-    return pids[0]
+    """The pid of the worker of the run forked ahead (once there is one)."""
+    deadline = time.monotonic() + 15
+    while not (template.status()["spare"] or {}).get("worker"):  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "no run forked ahead with a worker"
+        time.sleep(0.05)
+    return str(template.status()["spare"]["worker"])  # type: ignore[index]
 
 
 def _until(what: Callable[[], bool], timeout: float = 15) -> None:
@@ -365,3 +364,25 @@ def test_the_network_wired_ahead_is_adopted(template: Template,
     template.proc.send_signal(signal.SIGTERM)
     template.proc.wait(30)
     _until(lambda: last not in _spares())
+
+
+@pytest.mark.kvm
+@pytest.mark.root
+def test_a_run_forked_ahead_serves_the_request(template: Template,
+                                               make_bundle: Callable[..., Path]) -> None:
+    """The template forks the next run ahead and hands it the request; one that died
+    meanwhile is replaced by a fork on the spot, and the next refill makes another."""
+    bundle = _no_network(make_bundle(["sh", "-c", "echo $$; exit 5"]))
+    first = template.status()["spare"]["run"]  # type: ignore[index]
+    r = template.run("run", "--bundle", str(bundle), "ahead")
+    assert (r.returncode, r.stdout) == (5, "1\n"), r.stderr
+    st = template.status()
+    assert st["served"] == 1 and st["spare"]["run"] != first  # type: ignore[index]
+    os.kill(int(st["spare"]["run"]), signal.SIGKILL)  # type: ignore[index]
+    _until(lambda: template.status()["spare"] is None)
+    r = template.run("run", "--bundle", str(bundle), "forked")
+    assert (r.returncode, r.stdout) == (5, "1\n"), r.stderr
+    st = template.status()
+    assert st["served"] == 2 and st["spare"] is not None
+    log = (template.dir / "template.log").read_text()
+    assert "the run forked ahead (pid" in log and "died" in log
