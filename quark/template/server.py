@@ -40,7 +40,6 @@ _STATUS_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd"
                   "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters")
 _NAMESPACES = ("user", "mnt", "net", "pid", "ipc", "uts", "cgroup", "time")
 
-SPARE_NETNS = 1
 RECENT = 100            # runs whose peak RSS `status` reports
 
 # What a foreground run imports (found by diffing sys.modules of a served run).
@@ -254,7 +253,6 @@ class Template:
         self.code = _code_files()
         self.watch = _Watch.of(self.code)
         self.stale: str | None = None
-        self.spare_netns: list[int] = []        # quark.sandbox.netns.prepare()
         self.spare_worker_pid: int | None = None
         self.spare: Spare | None = None         # the next run, forked ahead
 
@@ -288,20 +286,12 @@ class Template:
         self._refill()
 
     def _refill(self) -> None:
-        """Keep SPARE_NETNS empty network namespaces for the next runs (most runs ask
-        for a new one; a run that does not use its spare closes it), and a worker."""
-        from quark.sandbox import netns
+        """Fork the next run's worker, then the next run itself (ahead: see _fork)."""
         if self.spare_worker is None:
             try:
                 self._fork_worker()
             except OSError as e:
                 log.warning("template: no worker for the next run: %s", e)
-        while len(self.spare_netns) < SPARE_NETNS:
-            try:
-                self.spare_netns.append(netns.prepare())
-            except OSError as e:
-                log.debug("template: no spare network namespace: %s", e)
-                break
         if self.spare is None and not self.stopping:
             try:
                 self._fork_spare()
@@ -496,57 +486,53 @@ class Template:
         except OSError:
             self._caller_gone(run)
 
-    def _take_spares(self) -> tuple[socket.socket | None, int | None]:
-        """The worker and network namespace made for the next run: its now (the
-        template closes its copies once it has forked)."""
+    def _take_worker(self) -> socket.socket | None:
+        """The worker forked for the next run: its now (the template closes its copy
+        once it has forked)."""
         worker_sock, self.spare_worker = self.spare_worker, None
-        ns = self.spare_netns.pop() if self.spare_netns else None
-        return worker_sock, ns
-
-    def _drop_spares(self, worker_sock: socket.socket | None, ns: int | None) -> None:
-        if worker_sock is not None:
-            worker_sock.close()
-        if ns is not None:
-            os.close(ns)
+        return worker_sock
 
     def _fork_now(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
                   caller: int) -> int:
         for f in (sys.stdout, sys.stderr):
             f.flush()
-        worker_sock, ns = self._take_spares()
+        worker_sock = self._take_worker()
         pid = os.fork()
         if pid == 0:
             status = 1
             try:
                 self._forget_in_child()
-                self._adopt_spares(worker_sock, ns)
+                self._adopt_worker(worker_sock)
                 status = self._child(conn, msg, fds, caller)
             finally:
                 os._exit(status)
-        self._drop_spares(worker_sock, ns)
+        if worker_sock is not None:
+            worker_sock.close()
         return pid
 
     def _fork_spare(self) -> None:
         """Fork the next run ahead: it drops what it has of the template's, takes the
-        spare worker and namespace, and waits for its request (see _fork)."""
+        spare worker, makes a network namespace and waits for its request (see
+        _fork)."""
         for f in (sys.stdout, sys.stderr):
             f.flush()
         hand, end = socket.socketpair(socket.AF_UNIX,
                                       socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         worker_pid = self.spare_worker_pid if self.spare_worker is not None else None
-        worker_sock, ns = self._take_spares()
+        worker_sock = self._take_worker()
         pid = os.fork()
         if pid == 0:
             status = 1
             try:
                 hand.close()
                 self._forget_in_child()
-                self._adopt_spares(worker_sock, ns)
+                self._adopt_worker(worker_sock)
                 status = self._spare_child(end)
             finally:
                 os._exit(status)
         end.close()
-        self._drop_spares(worker_sock, ns)
+        if worker_sock is not None:
+            worker_sock.close()
         pidfd = os.pidfd_open(pid)
         self.poll.register(pidfd, select.POLLIN)
         self.spare = Spare(pid, pidfd, hand, worker_pid)
@@ -670,27 +656,43 @@ class Template:
         if self.spare is not None:
             os.close(self.spare.pidfd)
             self.spare.sock.close()
-        for fd in self.spare_netns:
-            os.close(fd)
-        self.spare_netns.clear()
 
     @staticmethod
-    def _adopt_spares(worker_sock: socket.socket | None, ns: int | None) -> None:
-        """In a run: the worker and the network namespace made for it."""
+    def _adopt_worker(worker_sock: socket.socket | None) -> None:
+        """In a run: the worker forked for it."""
         if worker_sock is not None:
             from . import worker
             worker.sock = worker_sock
-        if ns is not None:
-            from quark.sandbox import netns
-            netns.prepared = ns
 
     def _spare_child(self, end: socket.socket) -> int:
         """A run forked ahead: wait for the request the template hands over (the
         caller's pid, the request's words; the caller's connection, fds 0-2 and
-        working directory), then run it. EOF: not needed (the template stopped)."""
+        working directory), then run it. EOF: not needed (the template stopped).
+
+        Meanwhile, at a low CPU priority (the run it was forked beside is still
+        starting), it makes the empty network namespace most runs ask for (~5 ms of
+        the kernel's time), which its run uses unless a plugin hands it one wired
+        ahead (quark_network_adopt)."""
         os.setpgid(0, 0)
+        priority: int | None = None
+        if os.geteuid() == 0:       # only root may raise it back for the run
+            try:
+                priority = os.getpriority(os.PRIO_PROCESS, 0)
+                os.setpriority(os.PRIO_PROCESS, 0, min(priority + 10, 19))
+            except OSError:
+                priority = None
+        from quark.sandbox import netns
+        try:
+            netns.prepared = netns.prepare()
+        except OSError as e:
+            log.debug("template: no network namespace made ahead: %s", e)
         words, fds = wire.receive(end, maxfds=5)
         end.close()
+        if priority is not None:
+            try:    # nice is per thread: before the run starts any
+                os.setpriority(os.PRIO_PROCESS, 0, priority)
+            except OSError:
+                pass
         if not words or len(fds) != 5:
             for fd in fds:
                 os.close(fd)
