@@ -128,6 +128,14 @@ def serve(s: socket.socket) -> None:
     """The worker's loop: one job at a time, in order, until the run's end closes.
     Each job starts in the worker's own network namespace (net_bridge's wiring
     enters the container's)."""
+    import signal
+    import sys
+
+    def stop(_sig: int, _frame: Any) -> None:
+        sys.exit(0)         # through the finally below: undo what no run claimed
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
     try:
         _serve(s)
     finally:
