@@ -166,3 +166,36 @@ def test_worker_passes_fds_back_and_undoes_at_exit(tmp_path: Path,
     _, status = os.waitpid(pid, 0)
     assert status == 0
     assert (tmp_path / "ended").read_text() == "undone"
+
+
+@pytest.mark.root
+def test_worker_undoes_at_exit_when_terminated(tmp_path: Path) -> None:
+    """`pkill -f template` reaches the workers too: SIGTERM still runs at_exit."""
+    import signal
+    import socket
+    import time
+
+    from quark.template import worker
+    run_end, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            run_end.close()
+            os.close(ready_r)
+            os.environ["QUARK_PLUGINS"] = "none"
+            worker.at_exit(lambda: (tmp_path / "ended").write_text("undone"))
+            os.write(ready_w, b"x")
+            worker.serve(end)
+        finally:
+            os._exit(0)
+    end.close()
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"x"
+    os.close(ready_r)
+    time.sleep(0.2)                 # in its loop, waiting for a job
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    run_end.close()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert (tmp_path / "ended").read_text() == "undone"
