@@ -168,5 +168,5 @@ def load_config(path: Path | None = None) -> Config:
 
 def _plugin_names() -> set[str]:
     """Entry-point names of the `quark` group: the plugins' own sections."""
-    import importlib.metadata
-    return {ep.name for ep in importlib.metadata.entry_points(group="quark")}
+    from quark.plugins.entry_points import entries
+    return {e.name for e in entries()}
