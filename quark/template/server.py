@@ -286,17 +286,19 @@ class Template:
         self._refill()
 
     def _refill(self) -> None:
-        """Fork the next run's worker, then the next run itself (ahead: see _fork)."""
+        """Once the run forked ahead is taken: fork the next one's worker, then the
+        next run itself (see _fork). Other requests (status) leave them be."""
+        if self.spare is not None or self.stopping:
+            return
         if self.spare_worker is None:
             try:
                 self._fork_worker()
             except OSError as e:
                 log.warning("template: no worker for the next run: %s", e)
-        if self.spare is None and not self.stopping:
-            try:
-                self._fork_spare()
-            except OSError as e:
-                log.warning("template: no run forked ahead: %s", e)
+        try:
+            self._fork_spare()
+        except OSError as e:
+            log.warning("template: no run forked ahead: %s", e)
 
     # ---- the loop
 
