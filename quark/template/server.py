@@ -28,6 +28,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -488,53 +489,49 @@ class Template:
         except OSError:
             self._caller_gone(run)
 
-    def _take_worker(self) -> socket.socket | None:
-        """The worker forked for the next run: its now (the template closes its copy
-        once it has forked)."""
-        worker_sock, self.spare_worker = self.spare_worker, None
-        return worker_sock
-
-    def _fork_now(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
-                  caller: int) -> int:
+    def _fork_run(self, body: Callable[[], int]) -> int:
+        """Fork a run, now or ahead: the child drops the template's fds, takes the
+        worker forked for it, and exits with ``body()``'s status."""
         for f in (sys.stdout, sys.stderr):
             f.flush()
-        worker_sock = self._take_worker()
-        pid = os.fork()
+        worker_sock, self.spare_worker = self.spare_worker, None
+        try:
+            pid = os.fork()
+        except OSError:
+            self.spare_worker = worker_sock     # still the next run's
+            raise
         if pid == 0:
             status = 1
             try:
                 self._forget_in_child()
-                self._adopt_worker(worker_sock)
-                status = self._child(conn, msg, fds, caller)
+                if worker_sock is not None:
+                    from . import worker
+                    worker.sock = worker_sock
+                status = body()
             finally:
                 os._exit(status)
         if worker_sock is not None:
-            worker_sock.close()
+            worker_sock.close()             # the run's and its worker's now
         return pid
+
+    def _fork_now(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
+                  caller: int) -> int:
+        return self._fork_run(lambda: self._child(conn, msg, fds, caller))
 
     def _fork_spare(self) -> None:
         """Fork the next run ahead: it drops what it has of the template's, takes the
         spare worker, makes a network namespace and waits for its request (see
         _fork)."""
-        for f in (sys.stdout, sys.stderr):
-            f.flush()
         hand, end = socket.socketpair(socket.AF_UNIX,
                                       socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         worker_pid = self.spare_worker_pid if self.spare_worker is not None else None
-        worker_sock = self._take_worker()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                hand.close()
-                self._forget_in_child()
-                self._adopt_worker(worker_sock)
-                status = self._spare_child(end)
-            finally:
-                os._exit(status)
-        end.close()
-        if worker_sock is not None:
-            worker_sock.close()
+        try:
+            pid = self._fork_run(lambda: self._spare_child(end, hand))
+        except OSError:
+            hand.close()
+            raise
+        finally:
+            end.close()
         pidfd = os.pidfd_open(pid)
         self.poll.register(pidfd, select.POLLIN)
         self.spare = Spare(pid, pidfd, hand, worker_pid)
@@ -659,14 +656,7 @@ class Template:
             os.close(self.spare.pidfd)
             self.spare.sock.close()
 
-    @staticmethod
-    def _adopt_worker(worker_sock: socket.socket | None) -> None:
-        """In a run: the worker forked for it."""
-        if worker_sock is not None:
-            from . import worker
-            worker.sock = worker_sock
-
-    def _spare_child(self, end: socket.socket) -> int:
+    def _spare_child(self, end: socket.socket, hand: socket.socket) -> int:
         """A run forked ahead: wait for the request the template hands over (the
         caller's pid, the request's words; the caller's connection, fds 0-2 and
         working directory), then run it. EOF: not needed (the template stopped).
@@ -675,6 +665,7 @@ class Template:
         starting), it makes the empty network namespace most runs ask for (~5 ms of
         the kernel's time), which its run uses unless a plugin hands it one wired
         ahead (quark_network_adopt)."""
+        hand.close()                # the template's end
         os.setpgid(0, 0)
         priority: int | None = None
         if os.geteuid() == 0:       # only root may raise it back for the run
