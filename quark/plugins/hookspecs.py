@@ -206,13 +206,17 @@ def quark_plugin_status() -> str | None:
 # -- templates -----------------------------------------------------------------------
 
 @hookspec
-def quark_preload() -> None:
+def quark_preload(where: str) -> None:
     """Called once in a template process (``quark template serve``) before it forks
-    any run: import the modules your hooks will import, so that every run starts
-    with them loaded and shares their pages with the template.
+    any run, and once in its workers' parent: import the modules your code there
+    will import, so that each run or worker starts with them loaded and shares their
+    pages.
 
-    Import only: start no thread (the template forks), open no file or socket a run
-    would inherit, and read no configuration (a run reads its own).
+    Import only: start no thread (both fork), open no file or socket a child would
+    inherit, and read no configuration (a run reads its own).
 
+    :param where: ``"template"``: what your hooks import in a run (every run carries
+        it, in its RSS); ``"worker"``: what the functions you hand to a template's
+        worker import (quark.template.worker; runs do not carry it).
     :returns: nothing; a failure is logged and the run imports what it needs itself.
     """

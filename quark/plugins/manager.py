@@ -201,16 +201,17 @@ def _scan() -> list[tuple[Any, str | None, str | None]]:
     return [(e, e.dist, e.version) for e in entry_points.entries()]
 
 
-def preload(config: Any = None) -> None:
-    """In a template process (quark.template): scan the entry points, import every
-    plugin, and let each import what its hooks will (quark_preload)."""
+def preload(config: Any = None, where: str = "template") -> None:
+    """In a template process (quark.template), or its workers' parent (``where``
+    "worker"): scan the entry points, import every plugin, and let each import what
+    its code there will (quark_preload)."""
     global _entry_points
     _entry_points = None
     pm = make_manager(config)
     _entry_points = _scan()
     for impl in reversed(pm.hook.quark_preload.get_hookimpls()):
         try:
-            impl.function()
+            impl.function(**({"where": where} if "where" in impl.argnames else {}))
         except Exception as e:  # noqa: BLE001 - a run imports it again, or fails alone
             log.warning("plugin %s: quark_preload failed: %s", impl.plugin_name, e)
 

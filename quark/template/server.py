@@ -212,6 +212,14 @@ class Spare:
 
 
 @dataclass
+class Zygote:
+    """The workers' parent (quark.template.worker.zygote)."""
+    pid: int
+    pidfd: int
+    sock: socket.socket
+
+
+@dataclass
 class Stats:
     started: float = field(default_factory=time.time)
     served: int = 0
@@ -242,7 +250,6 @@ class Template:
     def __init__(self, path: str) -> None:
         self.path = path
         self.runs: dict[int, Run] = {}          # by pidfd
-        self.workers: dict[int, int] = {}       # pidfd: pid of each run's worker
         self.spare_worker: socket.socket | None = None     # the next run's end
         self.by_conn: dict[int, Run] = {}       # by connection fd
         self.stats = Stats()
@@ -256,6 +263,7 @@ class Template:
         self.stale: str | None = None
         self.spare_worker_pid: int | None = None
         self.spare: Spare | None = None         # the next run, forked ahead
+        self.zygote: Zygote | None = None
 
     # ---- set-up
 
@@ -291,6 +299,11 @@ class Template:
         next run itself (see _fork). Other requests (status) leave them be."""
         if self.spare is not None or self.stopping:
             return
+        if self.zygote is None:
+            try:
+                self._start_zygote()
+            except OSError as e:
+                log.warning("template: no workers' parent: %s", e)
         if self.spare_worker is None:
             try:
                 self._fork_worker()
@@ -336,10 +349,8 @@ class Template:
                         self._reap(self.runs[fd])
                     elif self.spare is not None and fd == self.spare.pidfd:
                         self._spare_died()
-                    elif fd in self.workers:
-                        self.poll.unregister(fd)
-                        os.waitpid(self.workers.pop(fd), 0)
-                        os.close(fd)
+                    elif self.zygote is not None and fd == self.zygote.pidfd:
+                        self._zygote_died()
                     elif fd in self.by_conn:
                         self._caller_event(self.by_conn[fd])
         finally:
@@ -458,7 +469,8 @@ class Template:
                 "template_rss_kib": rss, "max_run_rss_kib": s.max_run_rss_kib,
                 "recent_run_rss_kib": s.recent_rss_kib, "stale": self._stale(),
                 "spare": ({"run": self.spare.pid, "worker": self.spare.worker}
-                          if self.spare is not None else None)}
+                          if self.spare is not None else None),
+                "workers_parent": self.zygote.pid if self.zygote is not None else None}
 
     def _fork(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
               caller: int, words: list[str]) -> None:
@@ -554,38 +566,58 @@ class Template:
         os.waitpid(spare.pid, 0)
         os.close(spare.pidfd)
 
-    def _fork_worker(self) -> None:
-        """A worker (quark.template.worker) for the next run, forked ahead: warm
-        when the run needs it, some milliseconds into its start-up. It waits for
-        the run's first job to know whose cgroups to join."""
-        run_end, end = socket.socketpair(socket.AF_UNIX,
-                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        wpid = os.fork()
-        if wpid == 0:
+    def _start_zygote(self) -> None:
+        """Fork the workers' parent (quark.template.worker.zygote): it holds what only
+        workers use (net_bridge's pyroute2: ~5 MiB), so runs forked from the template
+        do not carry it."""
+        mine, end = socket.socketpair(socket.AF_UNIX,
+                                      socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
             code = 0
             try:
-                run_end.close()
+                mine.close()
                 self._forget_in_child()
-                # Nothing of the template's but its stdio and this pair's end.
-                for name in os.listdir("/proc/self/fd"):
-                    if int(name) > 2 and int(name) != end.fileno():
-                        try:
-                            os.close(int(name))
-                        except OSError:
-                            pass
-                os.setpgid(0, 0)
                 from . import worker
-                worker.serve(end)
+                worker.close_all_but({0, 1, 2, end.fileno()})
+                os.setpgid(0, 0)
+                worker.zygote(end)
             except BaseException:  # noqa: BLE001 - never return into the template's code
                 code = 1
             finally:
                 os._exit(code)
         end.close()
-        pidfd = os.pidfd_open(wpid)
-        self.workers[pidfd] = wpid
+        mine.settimeout(10.0)       # its imports, then a fork per request
+        pidfd = os.pidfd_open(pid)
         self.poll.register(pidfd, select.POLLIN)
-        self.spare_worker = run_end
-        self.spare_worker_pid = wpid
+        self.zygote = Zygote(pid, pidfd, mine)
+
+    def _zygote_died(self) -> None:
+        assert self.zygote is not None
+        z, self.zygote = self.zygote, None
+        log.warning("template: the workers' parent (pid %d) died", z.pid)
+        self.poll.unregister(z.pidfd)
+        os.waitpid(z.pid, 0)
+        os.close(z.pidfd)
+        z.sock.close()
+
+    def _fork_worker(self) -> None:
+        """A worker (quark.template.worker) for the next run, forked ahead by the
+        workers' parent: warm when the run needs it, some milliseconds into its
+        start-up. It waits for the run's first job to know whose cgroups to join."""
+        if self.zygote is None:
+            raise OSError("no workers' parent")
+        try:
+            wire.send(self.zygote.sock, ["worker"])
+            reply, fds = wire.receive(self.zygote.sock, maxfds=1)
+        except OSError as e:
+            raise OSError(f"the workers' parent: {e}") from e
+        if not reply or reply[0] != "worker" or len(reply) != 2 or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise OSError("the workers' parent did not answer")
+        self.spare_worker = socket.socket(fileno=fds[0])
+        self.spare_worker_pid = int(reply[1])
 
     # ---- runs
 
@@ -646,8 +678,6 @@ class Template:
         for run in self.runs.values():
             os.close(run.pidfd)
             run.conn.close()
-        for pidfd in self.workers:
-            os.close(pidfd)
         if self.watch is not None:
             os.close(self.watch.fd)
         if self.spare_worker is not None:
@@ -655,6 +685,9 @@ class Template:
         if self.spare is not None:
             os.close(self.spare.pidfd)
             self.spare.sock.close()
+        if self.zygote is not None:
+            os.close(self.zygote.pidfd)
+            self.zygote.sock.close()
 
     def _spare_child(self, end: socket.socket, hand: socket.socket) -> int:
         """A run forked ahead: wait for the request the template hands over (the

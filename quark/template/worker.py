@@ -15,6 +15,9 @@ worker serves until the run releases it (after start-up, see quark.sandbox.proce
 or exits. The socket pair is the run's and its worker's alone, both forked from the
 template: pickle is not read from anyone else.
 
+Workers are forked by the workers' parent (``zygote``), itself forked once from the
+template, so that what only workers import stays out of the runs.
+
 Before its run arrives, the worker lets plugins work ahead (the
 ``quark_network_prepare`` hook): net_bridge wires a namespace there, which its run
 then adopts. What no run claims is undone by the functions registered with
@@ -122,6 +125,62 @@ def _resolve(module: str, qualname: str) -> Callable[..., Any]:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj  # type: ignore[no-any-return]
+
+
+def close_all_but(keep: set[int]) -> None:
+    """Close every fd of this process but ``keep`` (a fork that must hold nothing of
+    its parent's: listeners, other runs' connections, pidfds)."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass
+
+
+def zygote(s: socket.socket) -> None:
+    """The workers' parent, forked once from the template: it imports what the
+    workers' jobs use and runs do not (quark_preload(where="worker"): net_bridge's
+    pyroute2), then forks a worker per request of the template and hands back the
+    run's end of its socket pair and its pid. The kernel reaps the workers (SIGCHLD
+    ignored); it ends when the template does."""
+    import gc
+    import signal
+
+    from quark.plugins import manager
+
+    from .client import receive, send
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    manager.preload(where="worker")
+    gc.freeze()
+    while True:
+        words, fds = receive(s)
+        for fd in fds:
+            os.close(fd)
+        if not words:
+            return
+        run_end, end = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                # Its own children (iptables, via subprocess) it waits for itself.
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                close_all_but({0, 1, 2, end.fileno()})
+                serve(end)
+            except BaseException:  # noqa: BLE001 - never return into the zygote's loop
+                code = 1
+            finally:
+                os._exit(code)
+        end.close()
+        try:
+            send(s, ["worker", str(pid)], [run_end.fileno()])
+        except OSError:
+            return
+        finally:
+            run_end.close()
 
 
 def serve(s: socket.socket) -> None:

@@ -335,6 +335,9 @@ def test_the_network_wired_ahead_is_adopted(template: Template,
     if importlib.util.find_spec("quark_net_bridge") is None:
         pytest.skip("the net_bridge plugin is not installed (pip install ./plugins/net_bridge)")
     worker = _worker(template)
+    # Forked by the workers' parent, which holds pyroute2 so that runs do not.
+    parent = template.status()["workers_parent"]
+    assert parent and Path(f"/proc/{worker}/stat").read_text().split()[3] == str(parent)
     _until(lambda: worker in _spares())
     spare = _spares()[worker]
     _until(lambda: _link_exists(str(spare["veth"])))

@@ -199,3 +199,19 @@ def test_worker_undoes_at_exit_when_terminated(tmp_path: Path) -> None:
     run_end.close()
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert (tmp_path / "ended").read_text() == "undone"
+
+
+def test_pyroute2_is_preloaded_for_the_workers_only() -> None:
+    """net_bridge's quark_preload: nothing more for runs (every run would carry
+    pyroute2's ~5 MiB in its RSS), pyroute2 warmed for the workers' parent."""
+    import importlib.util
+    if importlib.util.find_spec("quark_net_bridge") is None:
+        pytest.skip("the net_bridge plugin is not installed (pip install ./plugins/net_bridge)")
+    code = ("import sys; from quark.plugins import manager; manager.preload(where=%r); "
+            "print(any(m.startswith('pyroute2') for m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("QUARK_PLUGINS", None)
+    for where, expected in (("template", "False"), ("worker", "True")):
+        out = subprocess.run([sys.executable, "-c", code % where], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        assert out == expected, where

@@ -497,12 +497,14 @@ def quark_network_teardown(sandbox_id: str) -> None:
 
 
 @hookimpl
-def quark_preload() -> None:
-    # pyroute2's IPRoute: ~40 ms of every networked run's helper otherwise. One
-    # request, too: pyroute2 sets up much of itself on first use (5-10 ms of the
-    # first wiring of a freshly forked process), which the template then shares.
-    with Rtnl() as ip:
-        ip.link_info("lo")
+def quark_preload(where: str) -> None:
+    # Runs need nothing more than this module: the wiring happens in the template's
+    # workers. There, pyroute2's IPRoute (~40 ms to import, ~5 MiB that every run
+    # would carry if the template held it) and one request: pyroute2 sets up much of
+    # itself on first use (5-10 ms of a first wiring), which the workers then share.
+    if where == "worker":
+        with Rtnl() as ip:
+            ip.link_info("lo")
 
 
 @hookimpl
