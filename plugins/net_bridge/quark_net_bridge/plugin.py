@@ -383,6 +383,8 @@ _spare: dict[str, Any] | None = None
 @hookimpl
 def quark_network_prepare() -> None:
     global _spare
+    if os.geteuid() != 0:
+        return      # the wiring needs root (a rootless template's runs do it themselves)
     from quark.sandbox import netns as qnetns
     from quark.template import worker
 
