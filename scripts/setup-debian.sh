@@ -59,6 +59,9 @@ rm -rf "$REPO/build" "$REPO"/*.egg-info
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "$REPO[test]"
 rm -rf "$REPO/build" "$REPO"/*.egg-info
+# bin/quark of this checkout (tests, bench/) hands runs to a template through the
+# quark-client beside it, as the installed one does (setup.py builds that one).
+gcc -O2 -Wall -o "$REPO/bin/quark-client" "$REPO/quark/template/client.c"
 # The plugin distributions: bridge networking, and TSoR (reports when there is no
 # RDMA device; pyverbs comes from Debian's python3-pyverbs where RDMA hardware is).
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \

@@ -111,6 +111,23 @@ def test_served_run_is_the_callers_run(template: Template,
 
 @pytest.mark.kvm
 @pytest.mark.root
+def test_both_clients_hand_over_the_same_run(template: Template,
+                                             make_bundle: Callable[..., Path]) -> None:
+    """bin/quark hands a run over through quark-client (C) when it is built beside it,
+    else, or with QUARK_LAUNCHER_NO_CLIENT set, through quark.template.client."""
+    if not (LAUNCHER.parent / "quark-client").exists():
+        pytest.skip("bin/quark-client is not built (scripts/setup-debian.sh builds it)")
+    bundle = make_bundle(["sh", "-c", SCRIPT])
+    c = template.run("run", "--bundle", str(bundle), "via-c")
+    py = template.run("run", "--bundle", str(bundle), "via-python",
+                      env=dict(template.env, QUARK_LAUNCHER_NO_CLIENT="1"))
+    assert (c.returncode, c.stdout) == (py.returncode, py.stdout) == (3, "hello\n7\n42\n"), \
+        c.stderr + py.stderr
+    assert template.status()["served"] == 2
+
+
+@pytest.mark.kvm
+@pytest.mark.root
 def test_stdin_cwd_and_environment(template: Template,
                                    make_bundle: Callable[..., Path]) -> None:
     bundle = _no_network(make_bundle(["sh", "-c", "cat; echo; exit 4"]))

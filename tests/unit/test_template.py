@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from quark.template import client, server
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("argv,expected", [
+SERVED_CASES = [
     (["run", "--bundle", "/b", "id"], True),
     (["--root", "/r", "--log", "/l", "--debug", "run", "-b", "/b", "id"], True),
     (["run", "--bundle", "-d", "id"], True),            # -d is --bundle's value here
@@ -33,7 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
     (["exec", "id", "ls"], False),
     (["state", "id"], False),
     ([], False),
-])
+]
+
+
+@pytest.mark.parametrize("argv,expected", SERVED_CASES)
 def test_served(argv: list[str], expected: bool) -> None:
     assert client.served(argv) is expected
 
@@ -215,3 +219,154 @@ def test_pyroute2_is_preloaded_for_the_workers_only() -> None:
         out = subprocess.run([sys.executable, "-c", code % where], env=env, check=True,
                              capture_output=True, text=True).stdout.strip()
         assert out == expected, where
+
+
+# ---- quark-client (quark/template/client.c) against a template stand-in --------------
+
+@pytest.fixture(scope="module")
+def quark_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bin/quark-client as scripts/setup-debian.sh builds it, else compiled here."""
+    import shutil
+    built = REPO / "bin" / "quark-client"
+    if built.exists():
+        return built
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed, and bin/quark-client is not built")
+    out = tmp_path_factory.mktemp("client") / "quark-client"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out),
+                    str(REPO / "quark" / "template" / "client.c")], check=True)
+    return out
+
+
+class _StandIn:
+    """A SEQPACKET listener that records each request and answers it with
+    ``answer(conn, words, fds)``."""
+
+    def __init__(self, path: Path, answer: Any) -> None:
+        import socket
+        import threading
+        self.requests: list[tuple[list[str], int]] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.answer = answer
+        self.done = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.done:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                words, fds = client.receive(conn, maxfds=8)
+                self.requests.append((words or [], len(fds)))
+                for fd in fds:
+                    os.close(fd)
+                self.answer(conn, words, fds)
+
+    def close(self) -> None:
+        self.done = True
+        self.thread.join()
+        self.sock.close()
+
+
+def _refuse(conn: Any, words: Any, fds: Any) -> None:
+    client.send(conn, ["refused", "a test"])
+
+
+
+
+def test_c_client_serves_what_the_python_client_serves(quark_client: Path,
+                                                       tmp_path: Path) -> None:
+    # QUARK_PYTHON=true: what is not handed over ends in `true`, whatever it was.
+    stand_in = _StandIn(tmp_path / "t.sock", _refuse)
+    env = dict(os.environ, QUARK_TEMPLATE=str(tmp_path / "t.sock"), QUARK_PYTHON="true")
+    try:
+        for argv, expected in SERVED_CASES:
+            before = len(stand_in.requests)
+            r = subprocess.run([str(quark_client), str(REPO / "bin" / "quark"), *argv],
+                               env=env, capture_output=True, timeout=30)
+            assert r.returncode == 0, (argv, r.stderr)
+            assert (len(stand_in.requests) > before) is expected is client.served(argv), argv
+    finally:
+        stand_in.close()
+
+
+def test_c_client_request_is_the_python_clients(quark_client: Path, tmp_path: Path) -> None:
+    import resource
+    import time
+    stand_in = _StandIn(tmp_path / "t.sock", _refuse)
+    env = {"PATH": "/usr/bin:/bin", "QUARK_TEMPLATE": str(tmp_path / "t.sock"),
+           "QUARK_PYTHON": "true", "EMPTY": "", "EQ": "a=b=c"}
+    argv = ["--debug", "run", "--bundle", str(tmp_path), "cid"]
+    launcher = str(REPO / "bin" / "quark")
+    try:
+        t = time.monotonic()
+        subprocess.run([str(quark_client), launcher, *argv], env=env, check=True, timeout=30)
+    finally:
+        stand_in.close()
+    (words, nfds), = stand_in.requests
+    mask = os.umask(0)
+    os.umask(mask)
+    limits = [f"{n}={','.join(map(str, resource.getrlimit(getattr(resource, n))))}"
+              for n in dir(resource) if n.startswith("RLIMIT_")]
+    expected = client.run_request(launcher, argv, env, mask, 0.0, limits)
+    assert nfds == 4                                    # 0, 1, 2 and the cwd
+    assert words[:3] + words[4:] == expected[:3] + expected[4:]
+    assert t <= float(words[3]) <= time.monotonic()     # CLOCK_MONOTONIC, as Python's
+
+
+def test_a_refused_run_is_not_asked_again_in_python(quark_client: Path,
+                                                    tmp_path: Path) -> None:
+    stand_in = _StandIn(tmp_path / "t.sock", _refuse)
+    env = dict(os.environ, QUARK_TEMPLATE=str(tmp_path / "t.sock"), QUARK_PYTHON=sys.executable)
+    missing = tmp_path / "missing"
+    try:
+        r = subprocess.run([str(quark_client), str(REPO / "bin" / "quark"), "--root",
+                            str(tmp_path / "root"), "run", "--bundle", str(missing), "cid"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        stand_in.close()
+    assert r.returncode == 1 and str(missing) in r.stderr, r.stderr   # quark itself said so
+    assert len(stand_in.requests) == 1
+    assert "QUARK_LAUNCHER_NO_CLIENT" not in r.stderr
+
+
+@pytest.mark.parametrize("final,code,killed", [
+    (["status", "7"], 7, False),
+    (["wait_status", str(9)], -9, False),          # the run died of SIGKILL: so does it
+    (["wait_status", str(3 << 8)], 3, False),
+    (None, 1, True),                                # the template went away
+])
+def test_c_client_exits_as_the_run_did(quark_client: Path, tmp_path: Path,
+                                       final: list[str] | None, code: int,
+                                       killed: bool) -> None:
+    """The caller's side of a served run: the pid and a pidfd, signals relayed to
+    it, then the run's status; if the template vanishes, the run is killed."""
+    import signal
+    run = subprocess.Popen(["sleep", "30"])
+    pidfd = os.pidfd_open(run.pid)
+
+    def answer(conn: Any, words: Any, fds: Any) -> None:
+        client.send(conn, ["pid", str(run.pid)], [pidfd])
+        if final is not None:
+            client.send(conn, final)
+    stand_in = _StandIn(tmp_path / "t.sock", answer)
+    env = dict(os.environ, QUARK_TEMPLATE=str(tmp_path / "t.sock"), QUARK_PYTHON="false")
+    try:
+        r = subprocess.run([str(quark_client), str(REPO / "bin" / "quark"), "run", "x"],
+                           env=env, capture_output=True, text=True, timeout=30)
+    finally:
+        stand_in.close()
+        os.close(pidfd)
+    assert r.returncode == code, r.stderr
+    if killed:
+        assert run.wait(10) == -signal.SIGKILL
+        assert "template process went away" in r.stderr
+    else:
+        run.kill()
+        run.wait()
