@@ -204,6 +204,35 @@ static void forward(int sig) {
     errno = saved;
 }
 
+/* The exit status a run's last word calls for (`status N` from the run, `wait_status W`
+ * from the template); dies of the run's signal; -1 if it is neither. */
+static int outcome(const char *reply, ssize_t n) {
+    if (n <= 0)
+        return -1;
+    const char *value = reply + strlen(reply) + 1;
+    if (value >= reply + n + 1 || !*value)
+        return -1;
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (*end || v < 0 || value[0] == '+' || value[0] == ' ')
+        return -1;
+    if (!strcmp(reply, "status"))
+        return (int)(v & 0xFF);
+    if (strcmp(reply, "wait_status") != 0)
+        return -1;
+    int ws = (int)v;
+    if (WIFSIGNALED(ws)) {
+        /* Die the same way, as the run's own process would have. */
+        int sig = WTERMSIG(ws);
+        for (size_t i = 0; i < NFORWARDED; i++)
+            signal(forwarded[i], SIG_DFL);
+        signal(sig, SIG_DFL);
+        kill(getpid(), sig);
+        return 128 + sig;
+    }
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
+}
+
 /* The rest of bin/quark, in Python: the command is not the template's to run. */
 static void fallback(char **argv, const char *why) {
     setenv(NO_CLIENT, why, 1);
@@ -246,6 +275,14 @@ int main(int argc, char **argv) {
     char reply[4096];
     int fd;
     ssize_t n = receive(sock, reply, sizeof(reply), &fd);
+    if (n > 0 && (!strcmp(reply, "status") || !strcmp(reply, "wait_status"))) {
+        /* The run ended before the template could send its pid: it ran, this is its
+         * end (running it again in Python would run the container twice). */
+        if (fd >= 0)
+            close(fd);
+        int early = outcome(reply, n);
+        return early >= 0 ? early : 1;
+    }
     if (n <= 4 || memcmp(reply, "pid", 4) != 0 || fd < 0) {
         if (fd >= 0)
             close(fd);
@@ -261,27 +298,9 @@ int main(int argc, char **argv) {
     n = receive(sock, reply, sizeof(reply), &fd);
     if (fd >= 0)
         close(fd);
-    const char *value = n > 0 ? reply + strlen(reply) + 1 : "";
-    if (n > 0 && value < reply + n + 1) {
-        char *end;
-        long v = strtol(value, &end, 10);
-        int number = *value && !*end && v >= 0;
-        if (number && !strcmp(reply, "status"))
-            return (int)(v & 0xFF);
-        if (number && !strcmp(reply, "wait_status")) {
-            int ws = (int)v;
-            if (WIFSIGNALED(ws)) {
-                /* Die the same way, as the run's own process would have. */
-                int sig = WTERMSIG(ws);
-                for (size_t i = 0; i < NFORWARDED; i++)
-                    signal(forwarded[i], SIG_DFL);
-                signal(sig, SIG_DFL);
-                kill(getpid(), sig);
-                return 128 + sig;
-            }
-            return WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
-        }
-    }
+    int status = outcome(reply, n);
+    if (status >= 0)
+        return status;
     /* Both the run and the template are gone without a word: make sure of the first. */
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
     static const char gone[] = "quark: the template process went away during the run\n";

@@ -180,12 +180,38 @@ def request(argv0: str, argv: list[str], t0: float) -> int | None:
     finally:
         os.close(cwd)
     reply, fds = receive(sock)
+    if reply is not None and reply[0] in ("status", "wait_status"):
+        # The run ended before the template could send its pid: it ran, this is
+        # its end (running it again here would run the container twice).
+        for fd in fds:
+            os.close(fd)
+        status = _outcome(reply)
+        return status if status is not None else 1
     if reply is None or reply[0] != "pid" or len(fds) != 1:
         for fd in fds:
             os.close(fd)
         sock.close()
         return None
     return _wait(sock, fds[0])
+
+
+def _outcome(final: list[str] | None) -> int | None:
+    """The exit status a run's last word (``status N`` from the run, ``wait_status W``
+    from the template) calls for; dies of the run's signal; None if it is neither."""
+    kind, value = (final + [""])[:2] if final else ("", "")
+    if kind == "status" and value.isdigit():
+        return int(value)
+    if kind == "wait_status" and value.isdigit():
+        ws = int(value)
+        if os.WIFSIGNALED(ws):
+            # Die the same way, as the run's own process would have.
+            sig = os.WTERMSIG(ws)
+            for s in FORWARDED:
+                _signal.signal(s, _signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+            return 128 + sig
+        return os.waitstatus_to_exitcode(ws) & 0xFF
+    return None
 
 
 def _wait(sock: _socket.socket, pidfd: int) -> int:
@@ -200,19 +226,9 @@ def _wait(sock: _socket.socket, pidfd: int) -> int:
     final, fds = receive(sock)
     for fd in fds:
         os.close(fd)
-    kind, value = (final + [""])[:2] if final else ("", "")
-    if kind == "status" and value.isdigit():
-        return int(value)
-    if kind == "wait_status" and value.isdigit():
-        ws = int(value)
-        if os.WIFSIGNALED(ws):
-            # Die the same way, as the run's own process would have.
-            sig = os.WTERMSIG(ws)
-            for s in FORWARDED:
-                _signal.signal(s, _signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
-            return 128 + sig
-        return os.waitstatus_to_exitcode(ws) & 0xFF
+    status = _outcome(final)
+    if status is not None:
+        return status
     # Both the run and the template are gone without a word: make sure of the first.
     try:
         _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)

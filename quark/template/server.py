@@ -476,21 +476,19 @@ class Template:
               caller: int, words: list[str]) -> None:
         """Start the run: hand the request to the run forked ahead (the fork, and the
         run's first copies of the template's pages, ~3-5 ms here, are then behind
-        it), or fork it now."""
-        pid = pidfd = -1
+        it), or fork it now. The caller gets the run's pid first: a run that ends at
+        once (a bad config file) must not say its status before that."""
         spare, self.spare = self.spare, None
-        if spare is not None:
-            try:
-                wire.send(spare.sock, [str(caller), *words], [conn.fileno(), *fds])
-                pid, pidfd = spare.pid, spare.pidfd
-            except OSError as e:
-                log.warning("template: the run forked ahead is gone (%s); forking", e)
-                self._discard(spare)
+        if spare is not None and not _alive(spare.pidfd):
+            self._discard(spare)
             spare.sock.close()
-        if pid < 0:
+            spare = None
+        if spare is None:
             pid = self._fork_now(conn, msg, fds, caller)
             pidfd = os.pidfd_open(pid)
             self.poll.register(pidfd, select.POLLIN)
+        else:
+            pid, pidfd = spare.pid, spare.pidfd
         self.stats.served += 1
         run = Run(pid, pidfd, conn)
         self.runs[pidfd] = run
@@ -500,6 +498,17 @@ class Template:
             wire.send(conn, ["pid", str(pid)], [pidfd])
         except OSError:
             self._caller_gone(run)
+        if spare is None:
+            return
+        if not run.caller_gone:
+            try:
+                wire.send(spare.sock, [str(caller), *words], [conn.fileno(), *fds])
+            except OSError as e:
+                # It died in the last microseconds: the template reaps it and tells
+                # the caller, as of a run that died at its start.
+                log.warning("template: the run forked ahead could not take the request: "
+                            "%s", e)
+        spare.sock.close()
 
     def _fork_run(self, body: Callable[[], int]) -> int:
         """Fork a run, now or ahead: the child drops the template's fds, takes the

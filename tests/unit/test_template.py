@@ -370,3 +370,27 @@ def test_c_client_exits_as_the_run_did(quark_client: Path, tmp_path: Path,
     else:
         run.kill()
         run.wait()
+
+
+@pytest.mark.parametrize("which", ["c", "python"])
+def test_a_run_that_ends_before_its_pid_is_not_run_again(quark_client: Path, tmp_path: Path,
+                                                         which: str) -> None:
+    """A served run can end (a bad config file) before the template's `pid` reaches
+    its caller: the caller takes that status and does not run the command itself."""
+    stand_in = _StandIn(tmp_path / "t.sock",
+                        lambda conn, words, fds: client.send(conn, ["status", "5"]))
+    env = dict(os.environ, QUARK_TEMPLATE=str(tmp_path / "t.sock"))
+    if which == "c":
+        argv = [str(quark_client), str(REPO / "bin" / "quark")]
+        env["QUARK_PYTHON"] = "false"           # a fallback would exit 1
+    else:
+        argv = [str(REPO / "bin" / "quark")]
+        env.update(QUARK_PYTHON=sys.executable, QUARK_LAUNCHER_NO_CLIENT="1")
+    try:
+        r = subprocess.run([*argv, "--root", str(tmp_path / "root"), "run", "--bundle",
+                            str(tmp_path / "missing"), "x"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        stand_in.close()
+    assert r.returncode == 5, r.stderr
+    assert len(stand_in.requests) == 1 and r.stderr == ""
