@@ -71,6 +71,8 @@ def _cmd_run(ns: argparse.Namespace, cfg: Config) -> int:
     from .oci.spec import load_bundle
 
     spec = load_bundle(ns.bundle or os.getcwd(), ns.id)
+    if not ns.detach:
+        _early_worker(spec)
     _lifecycle_logging(cfg)
     from .log import phase
 
@@ -80,6 +82,24 @@ def _cmd_run(ns: argparse.Namespace, cfg: Config) -> int:
     return lifecycle.run(spec, cfg, ns.root, pid_file=_abs_or_none(ns.pid_file),
                          console_socket=ns.console_socket, detach=ns.detach, keep=ns.keep,
                          preserve_fds=ns.preserve_fds, systemd_cgroup=ns.systemd_cgroup)
+
+
+def _early_worker(spec: SandboxSpec) -> None:
+    """This process is about to become a sandbox with a new network namespace that
+    a plugin may wire: fork its worker now, while it is small (see
+    quark.template.worker.start). A template's run has one already."""
+    if not any(n.type == "network" and not n.path for n in getattr(spec, "namespaces", ())):
+        return
+    if os.environ.get("QUARK_PLUGINS", "").strip() == "none":
+        return
+    from .plugins.entry_points import entries
+    if not entries():
+        return
+    from .template import worker
+    try:
+        worker.start()
+    except OSError:
+        pass            # the plugins' helpers do it the slow way
 
 
 def _lifecycle_logging(cfg: Config) -> None:

@@ -42,6 +42,7 @@ sock: socket.socket | None = None   # in a run: its end of the pair
 _next = 0
 _done: dict[int, tuple[Any, ...]] = {}
 _at_exit: list[Callable[[], None]] = []     # in the worker
+early = False       # in a sandbox: its worker came from start(), nothing was wired ahead
 
 
 class WithFds(NamedTuple):
@@ -183,10 +184,47 @@ def zygote(s: socket.socket) -> None:
             run_end.close()
 
 
-def serve(s: socket.socket) -> None:
+def start() -> None:
+    """A worker for this process, a sandbox not forked from a template, forked while
+    it is still small (before structlog, asyncio and the kernel are imported): the
+    worker imports what plugins' jobs use (quark_preload(where="worker"): pyroute2,
+    ~40 ms) beside the sandbox's own imports, so that the network wiring can start
+    at once, beside the VM's build, instead of after a helper's imports. It wires
+    nothing ahead (quark_network_prepare is the template's); a grandchild, so that
+    nobody has to reap it; it ends when released."""
+    global sock, early
+    if sock is not None:
+        return
+    mine, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            mine.close()
+            if os.fork():
+                os._exit(0)
+            os.setpgid(0, 0)        # a ^C in the caller's terminal is for the sandbox
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):    # never hold the caller's pipes open
+                os.dup2(null, fd)
+            close_all_but({0, 1, 2, end.fileno()})
+            from quark.plugins import manager
+            manager.preload(where="worker")
+            serve(end, prepare=False)
+        except BaseException:  # noqa: BLE001 - never return into the sandbox's code
+            code = 1
+        finally:
+            os._exit(code)
+    end.close()
+    os.waitpid(pid, 0)
+    sock, early = mine, True
+
+
+def serve(s: socket.socket, prepare: bool = True) -> None:
     """The worker's loop: one job at a time, in order, until the run's end closes.
     Each job starts in the worker's own network namespace (net_bridge's wiring
-    enters the container's)."""
+    enters the container's). ``prepare``: let plugins wire ahead first (a
+    template's worker)."""
     import signal
     import sys
 
@@ -196,7 +234,7 @@ def serve(s: socket.socket) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
     try:
-        _serve(s)
+        _serve(s, prepare)
     finally:
         for fn in reversed(_at_exit):
             try:
@@ -237,11 +275,11 @@ class _Preparing:
         self.thread.join()
 
 
-def _serve(s: socket.socket) -> None:
+def _serve(s: socket.socket, prepare: bool) -> None:
     from quark.sandbox import netns_ffi
 
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    preparing: _Preparing | None = _Preparing()
+    preparing: _Preparing | None = _Preparing() if prepare else None
     joined = False
     while True:
         try:

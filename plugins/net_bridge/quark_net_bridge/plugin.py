@@ -452,8 +452,9 @@ def quark_network_adopt(spec: Any, sandbox_id: str
                         ) -> tuple[int, Callable[[], dict[str, Any]]] | None:
     entry = next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
     worker = sys.modules.get("quark.template.worker")
-    if entry is None or entry.path or worker is None or not worker.available():
-        return None
+    if entry is None or entry.path or worker is None or not worker.available() \
+            or getattr(worker, "early", False):
+        return None         # no template's worker: nothing was wired ahead
     conf = settings()
     annotations = getattr(spec, "annotations", None) or {}
     ports = parse_ports(annotations.get(PORTS_ANNOTATION, ""))
