@@ -121,20 +121,20 @@ class _Helper:
     JSON-able return value, or its OSError raised here.
 
     pyroute2, even its IPRoute alone, adds ~10 MiB and ~40 ms of imports to the
-    process that loads it. A sandbox that has not loaded it (the usual case) runs
-    ``fn`` in a forked child, so the sandbox (which lives as long as the container)
-    never carries it, and builds its VM and kernel meanwhile; forking is safe, as
-    set-up runs before the sandbox has threads. A run forked from a template
-    (quark.template) hands it to its warm worker process (quark.template.worker),
-    which has pyroute2 loaded: no fork of the run (~5 ms, plus the copies of every
-    page either side writes afterwards), and no competition for the run's GIL as a
-    thread would have. Without a worker, a run that has pyroute2 uses a thread.
+    process that loads it, which the sandbox (which lives as long as the
+    container) should never carry. A run forked from a template (quark.template),
+    and a foreground run without one (it forks its worker before its own imports:
+    quark.template.worker.start), hand ``fn`` to that worker process, which has
+    pyroute2 loaded: no fork of the run at this point (~5 ms, plus the copies of
+    every page either side writes afterwards), and no competition for the run's GIL
+    as a thread would have. Otherwise (``quark create``, a dead worker) ``fn`` runs
+    in a child forked now, or in a thread if pyroute2 is loaded here anyway.
     ``thread=True`` asks for a thread whatever is loaded (work that mostly waits,
     like the firewall's commands)."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any, thread: bool = False,
                  fd_arg: int | None = None) -> None:
-        # Only a template's run has imported the worker module (and has a worker).
+        # Only a sandbox that has a worker has imported its module.
         worker = sys.modules.get("quark.template.worker")
         self.thread: threading.Thread | None = None
         self.job: Any = None
