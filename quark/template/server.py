@@ -579,23 +579,14 @@ class Template:
         """Fork the workers' parent (quark.template.worker.zygote): it holds what only
         workers use (net_bridge's pyroute2: ~5 MiB), so runs forked from the template
         do not carry it."""
-        mine, end = socket.socketpair(socket.AF_UNIX,
-                                      socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                mine.close()
-                self._forget_in_child()
-                from . import worker
-                worker.close_all_but({0, 1, 2, end.fileno()})
-                os.setpgid(0, 0)
-                worker.zygote(end)
-            except BaseException:  # noqa: BLE001 - never return into the template's code
-                code = 1
-            finally:
-                os._exit(code)
-        end.close()
+        from . import worker
+
+        def child(end: socket.socket) -> None:
+            self._forget_in_child()
+            worker.close_all_but({0, 1, 2, end.fileno()})
+            os.setpgid(0, 0)
+            worker.zygote(end)
+        pid, mine = worker.fork_paired(child)
         mine.settimeout(10.0)       # its imports, then a fork per request
         pidfd = os.pidfd_open(pid)
         self.poll.register(pidfd, select.POLLIN)

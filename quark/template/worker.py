@@ -139,6 +139,29 @@ def close_all_but(keep: set[int]) -> None:
                 pass
 
 
+def fork_paired(child: Callable[[socket.socket], None]) -> tuple[int, socket.socket]:
+    """A SOCK_SEQPACKET pair and a child forked to run ``child(its end)`` and exit
+    (1 if it raised); returns the child's pid and this process's end."""
+    mine, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        pid = os.fork()
+    except OSError:
+        mine.close()
+        end.close()
+        raise
+    if pid == 0:
+        code = 0
+        try:
+            mine.close()
+            child(end)
+        except BaseException:  # noqa: BLE001 - never return into the parent's code
+            code = 1
+        finally:
+            os._exit(code)
+    end.close()
+    return pid, mine
+
+
 def zygote(s: socket.socket) -> None:
     """The workers' parent, forked once from the template: it imports what the
     workers' jobs use and runs do not (quark_preload(where="worker"): net_bridge's
@@ -161,21 +184,7 @@ def zygote(s: socket.socket) -> None:
             os.close(fd)
         if not words:
             return
-        run_end, end = socket.socketpair(socket.AF_UNIX,
-                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                # Its own children (iptables, via subprocess) it waits for itself.
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                close_all_but({0, 1, 2, end.fileno()})
-                serve(end)
-            except BaseException:  # noqa: BLE001 - never return into the zygote's loop
-                code = 1
-            finally:
-                os._exit(code)
-        end.close()
+        pid, run_end = fork_paired(_worker_child)
         try:
             send(s, ["worker", str(pid)], [run_end.fileno()])
         except OSError:
@@ -218,6 +227,14 @@ def start() -> None:
     end.close()
     os.waitpid(pid, 0)
     sock, early = mine, True
+
+
+def _worker_child(end: socket.socket) -> None:
+    import signal
+    # Its own children (iptables, via subprocess) it waits for itself.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    close_all_but({0, 1, 2, end.fileno()})
+    serve(end)
 
 
 def serve(s: socket.socket, prepare: bool = True) -> None:
