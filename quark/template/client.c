@@ -262,6 +262,12 @@ int main(int argc, char **argv) {
     int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (sock < 0 || connect(sock, (struct sockaddr *)&addr, sizeof(addr)))
         fallback(argv, "1");
+    /* Only a listener of this caller's user gets its fds and environment, and the
+     * pidfd its signals go to (a template serves only callers identical to it). */
+    struct ucred peer;
+    socklen_t len = sizeof(peer);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) || peer.uid != geteuid())
+        fallback(argv, "1");
     int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct msg m = {malloc(MAX_MESSAGE), 0, 0};
     if (cwd < 0 || !m.p || build(&m, launcher, nargs, args))

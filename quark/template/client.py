@@ -77,6 +77,14 @@ def _rlimits() -> list[str]:
             for name in dir(resource) if name.startswith("RLIMIT_")]
 
 
+def _same_user(sock: _socket.socket) -> bool:
+    """Whether the listener runs as this caller's user (SO_PEERCRED): the caller's
+    fds, environment, and the signals it relays to the pidfd it gets back are for
+    no one else (a template serves only callers identical to itself anyway)."""
+    cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    return int.from_bytes(cred[4:8], sys.byteorder) == os.geteuid()
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -167,6 +175,9 @@ def request(argv0: str, argv: list[str], t0: float) -> int | None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
+        if not _same_user(sock):
+            sock.close()
+            return None
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         sock.close()

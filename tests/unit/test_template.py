@@ -394,3 +394,53 @@ def test_a_run_that_ends_before_its_pid_is_not_run_again(quark_client: Path, tmp
         stand_in.close()
     assert r.returncode == 5, r.stderr
     assert len(stand_in.requests) == 1 and r.stderr == ""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("which", ["c", "python"])
+def test_a_listener_of_another_user_gets_nothing(quark_client: Path, tmp_path: Path,
+                                                 which: str) -> None:
+    """Someone else's socket at the template's path gets neither the caller's fds
+    and environment nor a pidfd to aim its signals at: the caller runs quark itself."""
+    import shutil
+    import socket
+    import tempfile
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))      # pytest's tmp_path is root's only
+    os.chmod(shared, 0o777)
+    path = shared / "t.sock"
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            os.close(ready_r)
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.bind(str(path))
+            s.listen(1)
+            os.write(ready_w, b"x")
+            s.settimeout(30)
+            conn, _ = s.accept()
+            conn.settimeout(30)
+            code = 1 if conn.recv(1 << 20) else 0     # 1: the caller sent its request
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"x"
+    os.close(ready_r)
+    env = dict(os.environ, QUARK_TEMPLATE=str(path))
+    if which == "c":
+        argv = [str(quark_client), str(REPO / "bin" / "quark")]
+        env["QUARK_PYTHON"] = "true"
+    else:
+        argv = [str(REPO / "bin" / "quark")]
+        env.update(QUARK_PYTHON=sys.executable, QUARK_LAUNCHER_NO_CLIENT="1")
+    r = subprocess.run([*argv, "--root", str(tmp_path / "root"), "run", "--bundle",
+                        str(tmp_path / "missing"), "x"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    _, status = os.waitpid(pid, 0)
+    shutil.rmtree(shared)
+    assert os.waitstatus_to_exitcode(status) == 0, "the request went to the other user"
+    if which == "python":
+        assert r.returncode == 1 and "missing" in r.stderr   # quark ran it itself
