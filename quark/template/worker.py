@@ -154,6 +154,8 @@ def fork_paired(child: Callable[[socket.socket], None]) -> tuple[int, socket.soc
         try:
             mine.close()
             child(end)
+        except SystemExit as e:    # sys.exit() (a worker's SIGTERM handler) says how
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
         except BaseException:  # noqa: BLE001 - never return into the parent's code
             code = 1
         finally:

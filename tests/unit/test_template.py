@@ -136,24 +136,24 @@ def _fails() -> None:
     raise OSError(13, "no, says the worker")
 
 
+def _worker_for_test(tmp_path: Path) -> tuple[int, Any]:
+    """A worker (no plugin wires anything ahead) whose at_exit writes tmp/ended;
+    its pid and this end of its socket pair."""
+    from quark.template import worker
+
+    def child(end: Any) -> None:
+        os.environ["QUARK_PLUGINS"] = "none"
+        worker.at_exit(lambda: (tmp_path / "ended").write_text("undone"))
+        worker.serve(end)
+    return worker.fork_paired(child)
+
+
 @pytest.mark.root      # the worker returns to its own network namespace after each job
 def test_worker_passes_fds_back_and_undoes_at_exit(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
     from quark.template import worker
     (tmp_path / "data").write_text("from the worker's fd")
-    run_end, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            run_end.close()
-            os.environ["QUARK_PLUGINS"] = "none"    # no plugin wires anything ahead
-            worker.at_exit(lambda: (tmp_path / "ended").write_text("undone"))
-            worker.serve(end)
-        finally:
-            os._exit(0)
-    end.close()
+    pid, run_end = _worker_for_test(tmp_path)
     monkeypatch.setattr(worker, "sock", run_end)
     got = worker.submit(_open_for_run, (str(tmp_path / "data"),)).result()
     assert isinstance(got, worker.WithFds) and got.value == {"path": str(tmp_path / "data")}
@@ -173,31 +173,15 @@ def test_worker_passes_fds_back_and_undoes_at_exit(tmp_path: Path,
 
 
 @pytest.mark.root
-def test_worker_undoes_at_exit_when_terminated(tmp_path: Path) -> None:
+def test_worker_undoes_at_exit_when_terminated(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """`pkill -f template` reaches the workers too: SIGTERM still runs at_exit."""
     import signal
-    import socket
-    import time
 
     from quark.template import worker
-    run_end, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            run_end.close()
-            os.close(ready_r)
-            os.environ["QUARK_PLUGINS"] = "none"
-            worker.at_exit(lambda: (tmp_path / "ended").write_text("undone"))
-            os.write(ready_w, b"x")
-            worker.serve(end)
-        finally:
-            os._exit(0)
-    end.close()
-    os.close(ready_w)
-    assert os.read(ready_r, 1) == b"x"
-    os.close(ready_r)
-    time.sleep(0.2)                 # in its loop, waiting for a job
+    pid, run_end = _worker_for_test(tmp_path)
+    monkeypatch.setattr(worker, "sock", run_end)
+    assert worker.submit(os.getpid, ()).result() == pid     # in its loop
     os.kill(pid, signal.SIGTERM)
     _, status = os.waitpid(pid, 0)
     run_end.close()
@@ -408,27 +392,23 @@ def test_a_listener_of_another_user_gets_nothing(quark_client: Path, tmp_path: P
     shared = Path(tempfile.mkdtemp(dir="/tmp"))      # pytest's tmp_path is root's only
     os.chmod(shared, 0o777)
     path = shared / "t.sock"
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 2
-        try:
-            os.close(ready_r)
-            os.setgid(65534)
-            os.setuid(65534)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            s.bind(str(path))
-            s.listen(1)
-            os.write(ready_w, b"x")
-            s.settimeout(30)
-            conn, _ = s.accept()
-            conn.settimeout(30)
-            code = 1 if conn.recv(1 << 20) else 0     # 1: the caller sent its request
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    assert os.read(ready_r, 1) == b"x"
-    os.close(ready_r)
+    from quark.template.worker import fork_paired
+
+    def listen_as_nobody(ready: socket.socket) -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.bind(str(path))
+        s.listen(1)
+        ready.send(b"x")
+        s.settimeout(30)
+        conn, _ = s.accept()
+        conn.settimeout(30)
+        if conn.recv(1 << 20):      # exits 1
+            raise AssertionError("the caller sent its request")
+    pid, ready = fork_paired(listen_as_nobody)
+    assert ready.recv(1) == b"x"
+    ready.close()
     env = dict(os.environ, QUARK_TEMPLATE=str(path))
     if which == "c":
         argv = [str(quark_client), str(REPO / "bin" / "quark")]
