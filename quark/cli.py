@@ -88,7 +88,12 @@ def _early_worker(spec: SandboxSpec) -> None:
     """This process is about to become a sandbox with a new network namespace that
     a plugin may wire: fork its worker now, while it is small (see
     quark.template.worker.start). A template's run has one already."""
-    if not any(n.type == "network" and not n.path for n in getattr(spec, "namespaces", ())):
+    mine = sys.modules.get("quark.template.worker")
+    if mine is not None and mine.available():
+        return
+    from .oci.spec import network_entry
+    entry = network_entry(spec)
+    if entry is None or entry.path:
         return
     if os.environ.get("QUARK_PLUGINS", "").strip() == "none":
         return

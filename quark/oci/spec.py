@@ -95,6 +95,12 @@ class SandboxSpec:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
+def network_entry(spec: Any) -> Namespace | None:
+    """The ``network`` entry of linux.namespaces, or None (path None: quark makes a
+    new namespace)."""
+    return next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
+
+
 def validate_id(container_id: str) -> str:
     """Return `container_id` if runc would accept it, else raise OciError."""
     if not container_id or container_id in (".", "..") or not _ID_RE.match(container_id):

@@ -32,6 +32,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from quark.oci.spec import network_entry
+
 from . import netns_ffi
 
 log = logging.getLogger("quark.sandbox")
@@ -76,11 +78,6 @@ class NetworkState:
             pass
 
 
-def network_entry(spec: Any) -> Any | None:
-    """The ``network`` entry of linux.namespaces, or None."""
-    return next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
-
-
 def _open_ns(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -116,8 +113,8 @@ def enter(spec: Any, plugins: Any) -> NetworkState:
     return _create(spec, plugins)
 
 
-# A template's run (quark.template): a namespace the template made before forking it,
-# as prepare() makes them. Creating one costs ~5 ms here (the kernel initialises
+# A template's run (quark.template): a namespace it made with prepare() while it
+# waited for its request. Creating one costs ~5 ms here (the kernel initialises
 # every per-namespace subsystem), off the run's path when done ahead.
 prepared: int | None = None
 

@@ -41,6 +41,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from quark.oci.spec import network_entry
 from quark.plugins import hookimpl
 
 from . import __version__
@@ -324,7 +325,7 @@ def _wire(netns: int, host_if: str, conf: dict[str, Any], leases: Leases,
 @hookimpl
 def quark_network_setup(spec: Any, netns_path: str,
                         sandbox_id: str) -> Callable[[], dict[str, Any]] | None:
-    entry = next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
+    entry = network_entry(spec)
     if entry is None or entry.path:
         return None                 # host network, or a namespace someone else made
     conf = settings()
@@ -450,7 +451,7 @@ def _claim(sandbox_id: str, pid: int, pid_start: int | None, conf: dict[str, Any
 @hookimpl
 def quark_network_adopt(spec: Any, sandbox_id: str
                         ) -> tuple[int, Callable[[], dict[str, Any]]] | None:
-    entry = next((n for n in getattr(spec, "namespaces", ()) if n.type == "network"), None)
+    entry = network_entry(spec)
     worker = sys.modules.get("quark.template.worker")
     if entry is None or entry.path or worker is None or not worker.available() \
             or getattr(worker, "early", False):
