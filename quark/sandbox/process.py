@@ -79,8 +79,8 @@ class Sandbox:
             self.network.settle()
             raise
         phase("network_ready")
-        # A template's run: its worker's part is done. Only a template imports the
-        # module (it sets the run's socket there); other sandboxes skip it.
+        # Its worker's part is done. Only a sandbox that has a worker (a template's
+        # run, or a foreground run that forked one) imports the module.
         worker = sys.modules.get("quark.template.worker")
         if worker is not None:
             worker.release()

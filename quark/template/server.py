@@ -250,7 +250,8 @@ class Template:
     def __init__(self, path: str) -> None:
         self.path = path
         self.runs: dict[int, Run] = {}          # by pidfd
-        self.spare_worker: socket.socket | None = None     # the next run's end
+        # The next run's worker: the run's end of its socket pair, and its pid.
+        self.spare_worker: tuple[socket.socket, int] | None = None
         self.by_conn: dict[int, Run] = {}       # by connection fd
         self.stats = Stats()
         self.stopping = False
@@ -261,7 +262,6 @@ class Template:
         self.code = _code_files()
         self.watch = _Watch.of(self.code)
         self.stale: str | None = None
-        self.spare_worker_pid: int | None = None
         self.spare: Spare | None = None         # the next run, forked ahead
         self.zygote: Zygote | None = None
 
@@ -481,10 +481,9 @@ class Template:
         spare, self.spare = self.spare, None
         if spare is not None and not _alive(spare.pidfd):
             self._discard(spare)
-            spare.sock.close()
             spare = None
         if spare is None:
-            pid = self._fork_now(conn, msg, fds, caller)
+            pid = self._fork_run(lambda: self._child(conn, msg, fds, caller))
             pidfd = os.pidfd_open(pid)
             self.poll.register(pidfd, select.POLLIN)
         else:
@@ -512,32 +511,30 @@ class Template:
 
     def _fork_run(self, body: Callable[[], int]) -> int:
         """Fork a run, now or ahead: the child drops the template's fds, takes the
-        worker forked for it, and exits with ``body()``'s status."""
+        worker forked for it and its own process group (a ^C in the template's
+        terminal is not for it), and exits with ``body()``'s status."""
         for f in (sys.stdout, sys.stderr):
             f.flush()
-        worker_sock, self.spare_worker = self.spare_worker, None
+        spare_worker, self.spare_worker = self.spare_worker, None
         try:
             pid = os.fork()
         except OSError:
-            self.spare_worker = worker_sock     # still the next run's
+            self.spare_worker = spare_worker    # still the next run's
             raise
         if pid == 0:
             status = 1
             try:
                 self._forget_in_child()
-                if worker_sock is not None:
+                if spare_worker is not None:
                     from . import worker
-                    worker.sock = worker_sock
+                    worker.sock = spare_worker[0]
+                os.setpgid(0, 0)
                 status = body()
             finally:
                 os._exit(status)
-        if worker_sock is not None:
-            worker_sock.close()             # the run's and its worker's now
+        if spare_worker is not None:
+            spare_worker[0].close()         # the run's and its worker's now
         return pid
-
-    def _fork_now(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
-                  caller: int) -> int:
-        return self._fork_run(lambda: self._child(conn, msg, fds, caller))
 
     def _fork_spare(self) -> None:
         """Fork the next run ahead: it drops what it has of the template's, takes the
@@ -545,7 +542,7 @@ class Template:
         _fork)."""
         hand, end = socket.socketpair(socket.AF_UNIX,
                                       socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        worker_pid = self.spare_worker_pid if self.spare_worker is not None else None
+        worker_pid = self.spare_worker[1] if self.spare_worker is not None else None
         try:
             pid = self._fork_run(lambda: self._spare_child(end, hand))
         except OSError:
@@ -564,16 +561,17 @@ class Template:
         spare, self.spare = self.spare, None
         log.warning("template: the run forked ahead (pid %d) died", spare.pid)
         self._discard(spare)
-        spare.sock.close()
 
-    def _discard(self, spare: Spare) -> None:
-        self.poll.unregister(spare.pidfd)
+    def _discard(self, child: Spare | Zygote) -> None:
+        """Kill (if need be), reap and forget a child the template keeps ahead."""
+        self.poll.unregister(child.pidfd)
         try:
-            signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+            signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
         except OSError:
             pass
-        os.waitpid(spare.pid, 0)
-        os.close(spare.pidfd)
+        os.waitpid(child.pid, 0)
+        os.close(child.pidfd)
+        child.sock.close()
 
     def _start_zygote(self) -> None:
         """Fork the workers' parent (quark.template.worker.zygote): it holds what only
@@ -596,10 +594,7 @@ class Template:
         assert self.zygote is not None
         z, self.zygote = self.zygote, None
         log.warning("template: the workers' parent (pid %d) died", z.pid)
-        self.poll.unregister(z.pidfd)
-        os.waitpid(z.pid, 0)
-        os.close(z.pidfd)
-        z.sock.close()
+        self._discard(z)
 
     def _fork_worker(self) -> None:
         """A worker (quark.template.worker) for the next run, forked ahead by the
@@ -616,8 +611,7 @@ class Template:
             for fd in fds:
                 os.close(fd)
             raise OSError("the workers' parent did not answer")
-        self.spare_worker = socket.socket(fileno=fds[0])
-        self.spare_worker_pid = int(reply[1])
+        self.spare_worker = (socket.socket(fileno=fds[0]), int(reply[1]))
 
     # ---- runs
 
@@ -665,8 +659,8 @@ class Template:
     # ---- in the forked run
 
     def _forget_in_child(self) -> None:
-        """In a forked run or worker: default signal handling, and none of the
-        template's fds (the listener, other runs' connections and pidfds)."""
+        """In a forked run or the workers' parent: default signal handling, and none
+        of the template's fds (the listener, other runs' connections and pidfds)."""
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
@@ -681,7 +675,7 @@ class Template:
         if self.watch is not None:
             os.close(self.watch.fd)
         if self.spare_worker is not None:
-            self.spare_worker.close()
+            self.spare_worker[0].close()
         if self.spare is not None:
             os.close(self.spare.pidfd)
             self.spare.sock.close()
@@ -699,7 +693,6 @@ class Template:
         the kernel's time), which its run uses unless a plugin hands it one wired
         ahead (quark_network_adopt)."""
         hand.close()                # the template's end
-        os.setpgid(0, 0)
         priority: int | None = None
         if os.geteuid() == 0:       # only root may raise it back for the run
             try:
@@ -730,8 +723,6 @@ class Template:
 
     def _child(self, conn: socket.socket, msg: dict[str, Any], fds: list[int],
                caller: int) -> int:
-        # Its own process group: a ^C in the template's terminal is not for it.
-        os.setpgid(0, 0)
         from quark.oci import cgroups
 
         warnings = cgroups.follow(caller)

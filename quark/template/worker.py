@@ -1,19 +1,20 @@
-"""A warm helper process beside each run of a template (quark.template).
+"""A warm helper process beside each sandbox: a template's run (quark.template), or
+a foreground run without one (``start``).
 
 A run does blocking set-up work beside building its VM and kernel: net_bridge's
 netlink requests are ~10 ms of Python. In a thread that work competes for the run's
 GIL (it slowed the build by ~9 ms here and still finished late); in a fork of the
 run it costs ~5 ms of fork, plus a copy of every page either side writes afterwards.
-So the template forks a second child per run, its worker, which has everything
-imported as well, and the run hands it the work: a function by module and name,
-its arguments pickled, fds attached.
+So each run gets a second process, its worker, which has what the work needs
+imported, and the run hands it the work: a function by module and name, its
+arguments pickled, fds attached.
 
 For plugins: ``available()`` says whether this process has a worker; ``submit(fn,
 args)`` runs ``fn(*args)`` there and ``Job.result()`` returns what it returned (or
 raises OSError); a function that returns ``WithFds`` passes fds back to the run. The
 worker serves until the run releases it (after start-up, see quark.sandbox.process)
-or exits. The socket pair is the run's and its worker's alone, both forked from the
-template: pickle is not read from anyone else.
+or exits. The socket pair is the run's and its worker's alone, both forked from
+quark's own processes: pickle is not read from anyone else.
 
 Workers are forked by the workers' parent (``zygote``), itself forked once from the
 template, so that what only workers import stays out of the runs.
@@ -34,9 +35,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .client import fds_of, rights
+from .client import MAX_MESSAGE, fds_of, rights
 
-MAX_MESSAGE = 1 << 20
+_ANCILLARY = socket.CMSG_LEN(16 * 4)     # room for the fds of one message
 
 sock: socket.socket | None = None   # in a run: its end of the pair
 _next = 0
@@ -85,7 +86,7 @@ def _receive_reply() -> tuple[Any, ...]:
     if sock is None:
         raise OSError("no worker")
     try:
-        data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(16 * 4))
+        data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _ANCILLARY)
     except OSError as e:
         raise OSError(f"the template's worker: {e.strerror or e}") from e
     fds = fds_of(anc)
@@ -206,29 +207,22 @@ def start() -> None:
     global sock, early
     if sock is not None:
         return
-    mine, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            mine.close()
-            if os.fork():
-                os._exit(0)
-            os.setpgid(0, 0)        # a ^C in the caller's terminal is for the sandbox
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):    # never hold the caller's pipes open
-                os.dup2(null, fd)
-            close_all_but({0, 1, 2, end.fileno()})
-            from quark.plugins import manager
-            manager.preload(where="worker")
-            serve(end, prepare=False)
-        except BaseException:  # noqa: BLE001 - never return into the sandbox's code
-            code = 1
-        finally:
-            os._exit(code)
-    end.close()
+    pid, mine = fork_paired(_early_child)
     os.waitpid(pid, 0)
     sock, early = mine, True
+
+
+def _early_child(end: socket.socket) -> None:
+    if os.fork():
+        return                  # the grandchild works; this child is reaped at once
+    os.setpgid(0, 0)            # a ^C in the caller's terminal is for the sandbox
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):        # never hold the caller's pipes open
+        os.dup2(null, fd)
+    close_all_but({0, 1, 2, end.fileno()})
+    from quark.plugins import manager
+    manager.preload(where="worker")
+    serve(end, prepare=False)
 
 
 def _worker_child(end: socket.socket) -> None:
@@ -302,7 +296,7 @@ def _serve(s: socket.socket, prepare: bool) -> None:
     joined = False
     while True:
         try:
-            data, anc, _flags, _addr = s.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(16 * 4))
+            data, anc, _flags, _addr = s.recvmsg(MAX_MESSAGE, _ANCILLARY)
         except OSError:
             data = b""
         if preparing is not None:
