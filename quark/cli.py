@@ -95,10 +95,8 @@ def _early_worker(spec: SandboxSpec) -> None:
     entry = network_entry(spec)
     if entry is None or entry.path:
         return
-    if os.environ.get("QUARK_PLUGINS", "").strip() == "none":
-        return
-    from .plugins.entry_points import entries
-    if not entries():
+    from .plugins.entry_points import entries, wanted
+    if wanted() == set() or not entries():
         return
     from .template import worker
     try:

@@ -26,6 +26,7 @@ from typing import Any
 
 GROUP = "quark"
 ENV_DIR = "QUARK_CACHE_DIR"
+ENV_PLUGINS = "QUARK_PLUGINS"
 FILE = "entry-points.json"
 FORMAT = 1
 
@@ -47,6 +48,15 @@ class Entry:
         for attr in filter(None, attrs.strip().split(".")):
             obj = getattr(obj, attr)
         return obj
+
+
+def wanted() -> set[str] | None:
+    """Entry-point names $QUARK_PLUGINS allows (``a,b``; ``none``: none); None for all."""
+    text = os.environ.get(ENV_PLUGINS)
+    if text is None or text.strip() == "":
+        return None
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    return set() if names == {"none"} else names
 
 
 def cache_dir() -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Any
 
 import pluggy
@@ -24,8 +23,6 @@ from . import entry_points, hookspecs
 
 log = logging.getLogger("quark.plugins")
 
-GROUP = "quark"
-ENV_VAR = "QUARK_PLUGINS"
 
 hookimpl = pluggy.HookimplMarker("quark")
 
@@ -165,20 +162,6 @@ def plugin_config(name: str, config: Any = None) -> dict[str, Any]:
     return dict(tables.get(name, {}))
 
 
-def _wanted() -> set[str] | None:
-    """Entry-point names allowed by $QUARK_PLUGINS; None for all."""
-    text = os.environ.get(ENV_VAR)
-    if text is None or text.strip() == "":
-        return None
-    names = {n.strip() for n in text.split(",") if n.strip()}
-    return set() if names == {"none"} else names
-
-
-def entry_point_names() -> set[str]:
-    """Names in the ``quark`` entry-point group (no plugin code is imported)."""
-    return {e.name for e in entry_points.entries()}
-
-
 def _register_builtins(pm: QuarkPluginManager, config: Any) -> None:
     kcfg = getattr(config, "kernel", None)
     if getattr(kcfg, "strace", False):
@@ -191,14 +174,12 @@ def _register_builtins(pm: QuarkPluginManager, config: Any) -> None:
 
 # Set by preload() in a template process: its runs reuse it instead of checking the
 # cache (quark.plugins.entry_points) again.
-_entry_points: list[tuple[Any, str | None, str | None]] | None = None
+_entry_points: list[entry_points.Entry] | None = None
 
 
-def _scan() -> list[tuple[Any, str | None, str | None]]:
-    """(entry point, distribution name, its version) of the ``quark`` group."""
-    if _entry_points is not None:
-        return _entry_points
-    return [(e, e.dist, e.version) for e in entry_points.entries()]
+def _scan() -> list[entry_points.Entry]:
+    """The ``quark`` group's entry points."""
+    return _entry_points if _entry_points is not None else entry_points.entries()
 
 
 def preload(config: Any = None, where: str = "template") -> None:
@@ -206,9 +187,8 @@ def preload(config: Any = None, where: str = "template") -> None:
     "worker"): scan the entry points, import every plugin, and let each import what
     its code there will (quark_preload)."""
     global _entry_points
-    _entry_points = None
+    _entry_points = entry_points.entries()
     pm = make_manager(config)
-    _entry_points = _scan()
     for impl in reversed(pm.hook.quark_preload.get_hookimpls()):
         try:
             impl.function(**({"where": where} if "where" in impl.argnames else {}))
@@ -217,13 +197,13 @@ def preload(config: Any = None, where: str = "template") -> None:
 
 
 def _register_entry_points(pm: QuarkPluginManager) -> None:
-    wanted = _wanted()
-    for ep, dist_name, version in _scan():
+    wanted = entry_points.wanted()
+    for ep in _scan():
         if wanted is not None and ep.name not in wanted:
             continue
         if pm.has_plugin(ep.name):
             continue            # the same distribution seen twice on sys.path
-        info = PluginInfo(ep.name, ep.value, dist_name, version)
+        info = PluginInfo(ep.name, ep.value, ep.dist, ep.version)
         pm.infos.append(info)
         try:
             plugin = ep.load()

@@ -6,7 +6,9 @@ as for runc:
 - ``linux.namespaces`` has ``{"type": "network", "path": P}``: join P (podman,
   containerd or a CNI plugin made and configured it);
 - a ``network`` entry without a path: a new, empty namespace with loopback up, which
-  the ``quark_network_setup`` plugins (e.g. net_bridge) then wire to the host;
+  the ``quark_network_setup`` plugins (e.g. net_bridge) then wire to the host; or,
+  in a template's run, one a plugin wired ahead and hands over
+  (``quark_network_adopt``);
 - no ``network`` entry: stay in the caller's namespace.
 
 Some facts this rests on:
@@ -21,7 +23,8 @@ Some facts this rests on:
   in ``quark_network_teardown``, which ``quark delete`` calls.
 - The setup hooks run back in the caller's namespace, where the bridge is; we hold
   fds to both namespaces only during that call and close them after: the sandbox
-  keeps no way back to the host's network.
+  keeps no way back to the host's network. (A template's run holds the new
+  namespace's fd from before its request, and no fd of the host's.)
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ def _create(spec: Any, plugins: Any) -> NetworkState:
 def _adopt(spec: Any, plugins: Any) -> tuple[str, int, Any] | None:
     """A namespace a plugin wired ahead for this sandbox (quark_network_adopt, in a
     template's run): (plugin, fd, its result), or None."""
-    if plugins is None or not hasattr(plugins, "network_adopt"):
+    if plugins is None:
         return None
     try:
         return plugins.network_adopt(spec, spec.id)     # type: ignore[no-any-return]
@@ -185,8 +188,7 @@ def _setup(spec: Any, plugins: Any, path: str, skip: str | None = None) -> list[
     if plugins is None:
         return []
     try:
-        results: list[Any] = (plugins.network_setup(spec, path, spec.id, skip) if skip
-                              else plugins.network_setup(spec, path, spec.id))
+        results: list[Any] = plugins.network_setup(spec, path, spec.id, skip)
     except Exception as e:
         plugins.network_teardown(spec, path, spec.id)      # undo a half-done setup
         raise NetnsError(f"network setup: {e}") from e

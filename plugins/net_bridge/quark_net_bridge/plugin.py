@@ -80,6 +80,15 @@ def veth_name(sandbox_id: str) -> str:
     return "qb" + hashlib.sha256(sandbox_id.encode()).hexdigest()[:11]
 
 
+def _nat(conf: dict[str, Any]) -> Nat:
+    return Nat(conf["bridge"], str(ipaddress.ip_network(conf["subnet"], strict=False)))
+
+
+def _ports(spec: Any) -> list[tuple[int, int, str]]:
+    annotations = getattr(spec, "annotations", None) or {}
+    return parse_ports(annotations.get(PORTS_ANNOTATION, ""))
+
+
 def _leases(conf: dict[str, Any]) -> Leases:
     return Leases(conf["lease_dir"], conf["subnet"], conf["gateway"] or None)
 
@@ -255,13 +264,23 @@ def _release(leases: Leases, nat: Nat | None, sandbox_id: str) -> None:
     lease = leases.release(sandbox_id)
     # A lease names its veth: one wired ahead (quark_network_prepare) is not named
     # after the sandbox.
-    _remove_links(str(lease.get("veth") or veth_name(sandbox_id)) if lease
-                  else veth_name(sandbox_id))
+    _remove_links(str((lease or {}).get("veth") or veth_name(sandbox_id)))
     # Only published ports give a sandbox rules of its own (the masquerade is the
     # bridge's), and looking for them lists two firewall tables (~10 ms): skip that
     # when its lease says it published none. Without a lease, look.
     if nat is not None and nat.kind and (lease is None or lease.get("ports", True)):
         nat.unpublish(sandbox_id)
+
+
+def _allocate(leases: Leases, nat: Nat, key: str, conf: dict[str, Any], host_if: str,
+              ports: list[tuple[int, int, str]]) -> Any:
+    """``key``'s address, leased to this process with its veth and ports, after
+    the stale leases are reaped (under the lease lock)."""
+    pid = os.getpid()
+    with leases.locked():
+        _reap(leases, nat)
+        return leases.allocate(key, pid=pid, pid_start=pid_start_time(pid), veth=host_if,
+                               bridge=conf["bridge"], ports=[list(p) for p in ports])
 
 
 def _reap(leases: Leases, nat: Nat | None) -> None:
@@ -329,20 +348,15 @@ def quark_network_setup(spec: Any, netns_path: str,
     if entry is None or entry.path:
         return None                 # host network, or a namespace someone else made
     conf = settings()
-    annotations = getattr(spec, "annotations", None) or {}
-    ports = parse_ports(annotations.get(PORTS_ANNOTATION, ""))
-    nat = Nat(conf["bridge"], str(ipaddress.ip_network(conf["subnet"], strict=False)))
+    ports = _ports(spec)
+    nat = _nat(conf)
     host_if = veth_name(sandbox_id)
-    pid = os.getpid()
     leases = _leases(conf)
     try:
-        with leases.locked():
-            _reap(leases, nat)
-            addr = leases.allocate(sandbox_id, pid=pid, pid_start=pid_start_time(pid),
-                                   veth=host_if, bridge=conf["bridge"],
-                                   ports=[list(p) for p in ports])
-        # The links are made by a helper child while the sandbox builds its VM; the
-        # namespace fd is inherited (netns_path is valid only during this call).
+        addr = _allocate(leases, nat, sandbox_id, conf, host_if, ports)
+        # The links are made by a _Helper (the worker, a child or a thread) while the
+        # sandbox builds its VM; it gets the namespace fd (netns_path is valid only
+        # during this call).
         netns = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             helper = _Helper(_wire, netns, host_if, conf, leases, str(addr), fd_arg=0)
@@ -390,16 +404,12 @@ def quark_network_prepare() -> None:
     from quark.template import worker
 
     conf = settings()
-    nat = Nat(conf["bridge"], str(ipaddress.ip_network(conf["subnet"], strict=False)))
+    nat = _nat(conf)
     leases = _leases(conf)
-    pid = os.getpid()
     # Not an OCI id (':' is not allowed in one): it cannot meet a container's lease.
-    key = f"spare:{pid}"
+    key = f"spare:{os.getpid()}"
     host_if = "qb" + os.urandom(6).hex()[:11]
-    with leases.locked():
-        _reap(leases, nat)
-        addr = leases.allocate(key, pid=pid, pid_start=pid_start_time(pid), veth=host_if,
-                               bridge=conf["bridge"], ports=[])
+    addr = _allocate(leases, nat, key, conf, host_if, [])
     spare: dict[str, Any] = {"key": key, "conf": conf, "addr": str(addr),
                              "host_if": host_if, "netns": -1}
     _spare = spare
@@ -454,11 +464,10 @@ def quark_network_adopt(spec: Any, sandbox_id: str
     entry = network_entry(spec)
     worker = sys.modules.get("quark.template.worker")
     if entry is None or entry.path or worker is None or not worker.available() \
-            or getattr(worker, "early", False):
+            or worker.early:
         return None         # no template's worker: nothing was wired ahead
     conf = settings()
-    annotations = getattr(spec, "annotations", None) or {}
-    ports = parse_ports(annotations.get(PORTS_ANNOTATION, ""))
+    ports = _ports(spec)
     pid = os.getpid()
     try:
         got = worker.submit(_claim, (sandbox_id, pid, pid_start_time(pid), conf, ports)
@@ -472,7 +481,7 @@ def quark_network_adopt(spec: Any, sandbox_id: str
     log.info("net_bridge: adopted the namespace wired ahead (%s, %s)", info["host_if"],
              info["addr"])
     leases = _leases(conf)
-    nat = Nat(conf["bridge"], str(ipaddress.ip_network(conf["subnet"], strict=False)))
+    nat = _nat(conf)
     try:
         # In the worker too (its next job), while this run builds its VM.
         firewall = _Helper(_firewall, conf, leases, nat, sandbox_id, info["addr"], ports)
@@ -495,7 +504,7 @@ def quark_network_teardown(sandbox_id: str) -> None:
     leases = _leases(conf)
     if not leases.path.exists():
         return
-    nat = Nat(conf["bridge"], str(leases.net))
+    nat = _nat(conf)
     with leases.locked():
         _release(leases, nat, sandbox_id)
 
