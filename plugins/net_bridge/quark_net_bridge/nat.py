@@ -58,8 +58,9 @@ class Nat:
 
     def _listing(self) -> dict[str, set[tuple[str, ...]]]:
         """iptables: every table's rules, from one `iptables-save` ({table: {("-A",
-        chain, *rule)}}), kept until this object changes a rule. One run instead of a
-        `-C` per rule and an `-S` per table (each ~4 ms from a sandbox process)."""
+        chain, *rule)}}), kept until this object deletes a rule (one it adds joins
+        it). One run instead of a `-C` per rule and an `-S` per table (each ~4 ms from
+        a sandbox process)."""
         if self._rules is None:
             rules: dict[str, set[tuple[str, ...]]] = {}
             try:
@@ -106,7 +107,8 @@ class Nat:
             return
         if _run(["iptables", "-w", "-t", table, "-C", chain, *rule], check=False).returncode:
             _run(["iptables", "-w", "-t", table, "-I" if insert else "-A", chain, *rule])
-            self._rules = None
+            # Present now, as spelled here: the rest of the listing still holds.
+            self._listing().setdefault(table, set()).add(("-A", chain, *rule))
 
     def _nft_base(self) -> None:
         t = self.TABLE
