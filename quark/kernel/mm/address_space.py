@@ -255,15 +255,18 @@ class AddressSpace:
 
     # ---- populating pages --------------------------------------------------
 
-    def _populate(self, va: int, write: bool, around: bool, force: bool) -> int:
-        """Back page ``va`` with a frame; EFAULT when no VMA allows the access."""
+    def _populate(self, va: int, write: bool, around: bool, force: bool,
+                  eof_page: int | None = None) -> int:
+        """Back page ``va`` with a frame; EFAULT when no VMA allows the access.
+        ``eof_page``: the VMA's _eof_page when the caller has it (one stat less)."""
         vma = self.vmas.find(va)
         if vma is None or (not force and (
                 not vma.prot & PROT_MASK or (write and not vma.prot & PROT_WRITE))):
             raise LinuxError(EFAULT)
         last = min(vma.end, va + FAULT_AROUND * PAGE) if around else va + PAGE
         if vma.file is not None:
-            eof_page = self._eof_page(vma)
+            if eof_page is None:
+                eof_page = self._eof_page(vma)
             if va >= eof_page:
                 raise LinuxError(EFAULT)    # wholly past the end of the file
             last = min(last, eof_page)
@@ -394,10 +397,13 @@ class AddressSpace:
             if not self.pt.entry(page):
                 self.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
             return 0
-        if vma.file is not None and page >= self._eof_page(vma):
-            return -BUS_ADRERR      # SIGBUS: a file mapping past the end of the file
+        eof_page = None
+        if vma.file is not None:
+            eof_page = self._eof_page(vma)
+            if page >= eof_page:
+                return -BUS_ADRERR  # SIGBUS: a file mapping past the end of the file
         try:
-            self._populate(page, write, around=True, force=False)
+            self._populate(page, write, around=True, force=False, eof_page=eof_page)
         except LinuxError:
             return SEGV_MAPERR
         return 0
@@ -697,53 +703,55 @@ class AddressSpace:
     def _fork_cow(self, child: AddressSpace) -> None:
         downgraded = []
         for page, e in self.frames.items():
-            f = e & ~_LOW
-            prot = e & PROT_MASK
             if page in self.special:
-                child.frames[page] = e
-                child.special.add(page)
-                child.pt.map(page, f, _pte_flags(prot))
-                continue
-            self.alloc.share(f)
-            if e & SHM:                 # shared memory stays shared, writable
-                child.frames[page] = e
-                if prot:
-                    child.pt.map(page, f, _pte_flags(prot))
-                continue
-            self.frames[page] = child.frames[page] = f | prot | COW
-            if prot:
-                child.pt.map(page, f, _pte_flags(prot & ~PROT_WRITE))
-            if prot & PROT_WRITE and not e & COW:
-                self.pt.set_flags(page, _pte_flags(prot & ~PROT_WRITE))
-                downgraded.append(f)
+                self._special_into(child, page, e)
+            elif self._share_into(child, page, e):
+                downgraded.append(e & ~_LOW)
         # The parent's writable translations must go (PVM.md): invalidate the
         # downgraded frames, in runs of contiguous frames (one madvise each).
         self.alloc._runs(sorted(downgraded), self.mem.invalidate)
+
+    def _special_into(self, child: AddressSpace, page: int, e: int) -> None:
+        """A machine frame (vDSO, gate, mailbox): the child maps the same one."""
+        child.frames[page] = e
+        child.special.add(page)
+        child.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
+
+    def _share_into(self, child: AddressSpace, page: int, e: int) -> bool:
+        """Give the child this page's frame: shared memory stays shared and
+        writable; any other page becomes copy-on-write in both. True when the
+        parent's translation was writable and has been downgraded: the caller must
+        invalidate the frame."""
+        f = e & ~_LOW
+        prot = e & PROT_MASK
+        self.alloc.share(f)
+        if e & SHM:
+            child.frames[page] = e
+            if prot:
+                child.pt.map(page, f, _pte_flags(prot))
+            return False
+        self.frames[page] = child.frames[page] = e | COW
+        if prot:
+            child.pt.map(page, f, _pte_flags(prot & ~PROT_WRITE))
+        if prot & PROT_WRITE and not e & COW:
+            self.pt.set_flags(page, _pte_flags(prot & ~PROT_WRITE))
+            return True
+        return False
 
     def _fork_copy(self, child: AddressSpace) -> None:
         view = self.view
         plain: list[tuple[int, int]] = []
         for page, e in self.frames.items():
             if page in self.special:
-                child.frames[page] = e
-                child.special.add(page)
-                child.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
-                continue
-            if e & (COW | SHM) or not e & PROT_WRITE:
+                self._special_into(child, page, e)
+            elif e & (COW | SHM) or not e & PROT_WRITE:
                 # Copy-on-write from an earlier fork, shared memory, or a page this
                 # mapping cannot write (program text, rodata: most of a small
-                # process): share on; a later mprotect to writable copies it then.
-                if not e & (COW | SHM):
-                    e |= COW
-                    self.frames[page] = e
-                f = e & ~_LOW
-                self.alloc.share(f)
-                child.frames[page] = e
-                if e & PROT_MASK:
-                    prot = e & PROT_MASK
-                    child.pt.map(page, f, _pte_flags(prot if e & SHM else prot & ~PROT_WRITE))
-                continue
-            plain.append((page, e))
+                # process): share on (nothing to downgrade); a later mprotect to
+                # writable copies it then.
+                self._share_into(child, page, e)
+            else:
+                plain.append((page, e))
         try:
             new = self.alloc.alloc_many(len(plain))
         except OutOfMemory:
@@ -756,16 +764,15 @@ class AddressSpace:
         for (page, e), f in zip(plain, new):
             old = e & ~_LOW
             view[f:f + PAGE] = view[old:old + PAGE]
-            prot = e & PROT_MASK
+            prot = e & PROT_MASK           # writable: the others were shared above
             child.frames[page] = f | prot
-            flags = _pte_flags(prot) if prot else 0
+            flags = _pte_flags(prot)
             if run and (page != run_va + len(run) * PAGE or flags != run_flags):
                 child.pt.map_run(run_va, run, run_flags)
                 run = []
-            if flags:
-                if not run:
-                    run_va, run_flags = page, flags
-                run.append(f)
+            if not run:
+                run_va, run_flags = page, flags
+            run.append(f)
         if run:
             child.pt.map_run(run_va, run, run_flags)
 
