@@ -70,11 +70,11 @@ class PageTable:
         """Map consecutive pages from ``va`` to ``frames`` over entries that were
         empty (a fault-around): the entries of each leaf table in one store."""
         i, n = 0, len(frames)
+        bits = flags | P
         while i < n:
             page = va + i * 4096
             pt = self._leaf_table(page, True)
             k = min(n - i, 512 - ((page >> 12) & 511))       # entries left in this table
-            bits = flags | P
             words = [(f & ADDR_MASK) | bits for f in frames[i:i + k]]
             struct.pack_into(f"<{k}Q", self.buf, pt + 8 * ((page >> 12) & 511), *words)
             i += k
