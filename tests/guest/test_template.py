@@ -294,7 +294,7 @@ def test_run_outlives_a_stopped_template(template: Template,
 
 @pytest.mark.kvm
 @pytest.mark.root
-def test_a_dead_worker_leaves_the_wiring_to_a_thread(template: Template,
+def test_a_dead_worker_leaves_the_wiring_to_the_run(template: Template,
                                                       make_bundle: Callable[..., Path]) -> None:
     """Each run gets a worker process forked ahead (quark.template.worker) for its
     network wiring; if it is gone, the run wires the network itself."""
@@ -305,7 +305,7 @@ def test_a_dead_worker_leaves_the_wiring_to_a_thread(template: Template,
     assert (r.returncode, r.stdout) == (3, "1\n"), r.stderr
     assert template.status()["served"] == 1
     log = (template.dir / "runs.log").read_text()
-    assert "the template's worker" in log and "using a thread" in log
+    assert "the template's worker" in log and "wiring in this process" in log
 
 
 LEASES = Path("/var/lib/quark/net_bridge/leases.json")     # net_bridge's default

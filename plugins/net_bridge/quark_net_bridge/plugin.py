@@ -150,13 +150,13 @@ class _Helper:
         self.job: Any = None
         if not thread and worker is not None and worker.available():
             # A template's run: its warm worker process (fd_arg: the argument that
-            # is an fd, passed along). A worker that is gone leaves a thread to it.
+            # is an fd, passed along). A worker that is gone leaves it to this process.
             try:
                 self.job = worker.submit(fn, args, {fd_arg: args[fd_arg]}
                                          if fd_arg is not None else None)
                 return
             except OSError as e:
-                log.warning("net_bridge: the template's worker: %s; using a thread", e)
+                log.warning("net_bridge: the template's worker: %s; wiring in this process", e)
                 worker.release()
         if thread or "pyroute2.iproute.linux" in sys.modules:
             self.out: dict[str, Any] = {}
