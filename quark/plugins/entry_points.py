@@ -3,11 +3,15 @@
 Importing importlib.metadata costs ~27 ms here (email, zipfile, csv, ...) and its
 scan of every installed distribution ~6 ms more: a fifth of a sandbox's start
 without a template, before its kernel exists. So the scan's result is kept in
-``$QUARK_CACHE_DIR/entry-points.json`` (default /var/cache/quark, or
+``$QUARK_CACHE_DIR/entry-points-<key>.json`` (default /var/cache/quark, or
 ~/.cache/quark for other users; ``off``: no cache) together with the identity
 (device, inode, mtime, size) of every sys.path entry and of each ``entry_points.txt``
 it came from. Installing, removing or upgrading a distribution changes one of them
 (pip writes a new ``*.dist-info`` directory), and the next reader scans again.
+``<key>`` is a checksum of sys.path: a checkout's bin/quark and an installed quark
+each keep their own file instead of replacing each other's (a template that starts
+after a miss keeps importlib.metadata, ~0.4 MiB, for its whole life, and so does
+every run it forks).
 
 The cache names modules to import, so it is used only from a directory and a file
 owned by this user and writable by no one else: a directory others could write is
@@ -27,7 +31,6 @@ from typing import Any
 GROUP = "quark"
 ENV_DIR = "QUARK_CACHE_DIR"
 ENV_PLUGINS = "QUARK_PLUGINS"
-FILE = "entry-points.json"
 FORMAT = 1
 
 
@@ -69,6 +72,14 @@ def cache_dir() -> str | None:
         return "/var/cache/quark"
     home = os.environ.get("HOME", "")
     return os.path.join(home, ".cache", "quark") if home else None
+
+
+def file_name() -> str:
+    """This sys.path's cache file. The key is the path list's bytes modulo a
+    Mersenne prime: a few µs, where importing hashlib or binascii costs ~0.5 ms, and
+    a file read under another path list is still checked against its "paths"."""
+    key = int.from_bytes(os.fsencode("\0".join(sys.path)), "big") % ((1 << 61) - 1)
+    return f"entry-points-{key:016x}.json"
 
 
 def entries() -> list[Entry]:
@@ -118,7 +129,7 @@ def _private(st: os.stat_result) -> bool:
 
 
 def _read(directory: str, paths: list[Any]) -> list[Entry] | None:
-    path = os.path.join(directory, FILE)
+    path = os.path.join(directory, file_name())
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -144,7 +155,8 @@ def _write(directory: str, paths: list[Any], found: list[Entry], sources: list[s
     doc = {"format": FORMAT, "paths": paths,
            "sources": [[src, _identity(src)] for src in sources],
            "entries": [[e.name, e.value, e.dist, e.version] for e in found]}
-    tmp = os.path.join(directory, f".{FILE}.{os.getpid()}")
+    name = file_name()
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         if not _private(os.stat(directory)):
@@ -153,7 +165,7 @@ def _write(directory: str, paths: list[Any], found: list[Entry], sources: list[s
                      0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f)
-        os.replace(tmp, os.path.join(directory, FILE))
+        os.replace(tmp, os.path.join(directory, name))
     except OSError:
         try:
             os.unlink(tmp)

@@ -51,7 +51,7 @@ def test_cached_until_an_install_changes_something(tmp_path: Path, scans: list[i
     assert mine[0].load() == "the plugin"
     assert len(scans) == 1
     assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(cache / ep_mod.FILE).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(cache / ep_mod.file_name()).st_mode) == 0o600
     assert ep_mod.entries() == first and len(scans) == 1       # from the cache
 
     # An edited entry_points.txt (an upgrade in place): scanned again.
@@ -72,13 +72,30 @@ def test_a_cache_others_can_write_is_not_used(tmp_path: Path, scans: list[int],
                                               what: str) -> None:
     cache = tmp_path / "cache"
     first = ep_mod.entries()
-    os.chmod(cache if what == "dir" else cache / ep_mod.FILE, 0o777 if what == "dir" else 0o666)
+    os.chmod(cache if what == "dir" else cache / ep_mod.file_name(), 0o777 if what == "dir" else 0o666)
     assert ep_mod.entries() == first and ep_mod.entries() == first
     if what == "dir":
         assert len(scans) == 3      # scanned each time, never read
     else:                           # not read, replaced by a private one
         assert len(scans) == 2
-        assert stat.S_IMODE(os.stat(cache / ep_mod.FILE).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(cache / ep_mod.file_name()).st_mode) == 0o600
+
+
+def test_each_sys_path_keeps_its_own_cache(tmp_path: Path, scans: list[int],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout's launcher and an installed one (different sys.path) alternating:
+    each scans once, not at every switch."""
+    first = ep_mod.entries()
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.syspath_prepend(str(other))
+    second = ep_mod.entries()
+    assert len(scans) == 2 and second == first
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(other)])
+    assert ep_mod.entries() == first and len(scans) == 2
+    monkeypatch.syspath_prepend(str(other))
+    assert ep_mod.entries() == second and len(scans) == 2
+    assert len(list((tmp_path / "cache").glob("entry-points-*.json"))) == 2
 
 
 def test_off_and_a_cache_hit_skips_importlib_metadata(tmp_path: Path) -> None:
