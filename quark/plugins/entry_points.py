@@ -166,8 +166,25 @@ def _write(directory: str, paths: list[Any], found: list[Entry], sources: list[s
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f)
         os.replace(tmp, os.path.join(directory, name))
+        _prune(directory)
     except OSError:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+KEEP = 8        # cache files kept (the newest): a test suite makes a sys.path per test
+
+
+def _prune(directory: str) -> None:
+    try:
+        names = [n for n in os.listdir(directory)
+                 if n.startswith("entry-points-") and n.endswith(".json")]
+        if len(names) <= KEEP:
+            return
+        aged = sorted(names, key=lambda n: os.stat(os.path.join(directory, n)).st_mtime_ns)
+        for n in aged[:-KEEP]:
+            os.unlink(os.path.join(directory, n))
+    except OSError:
+        pass        # another writer pruned first

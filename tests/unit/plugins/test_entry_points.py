@@ -98,6 +98,18 @@ def test_each_sys_path_keeps_its_own_cache(tmp_path: Path, scans: list[int],
     assert len(list((tmp_path / "cache").glob("entry-points-*.json"))) == 2
 
 
+def test_cache_files_are_bounded(tmp_path: Path, scans: list[int],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(ep_mod.KEEP + 3):
+        d = tmp_path / f"p{i}"
+        d.mkdir()
+        monkeypatch.syspath_prepend(str(d))
+        ep_mod.entries()
+    assert len(scans) == ep_mod.KEEP + 3
+    assert len(list((tmp_path / "cache").glob("entry-points-*.json"))) == ep_mod.KEEP
+    assert ep_mod.entries() and len(scans) == ep_mod.KEEP + 3     # the newest is kept
+
+
 def test_off_and_a_cache_hit_skips_importlib_metadata(tmp_path: Path) -> None:
     code = ("import sys; from quark.plugins import entry_points as e; "
             "names = sorted(x.name for x in e.entries()); "
