@@ -86,13 +86,14 @@ def entries() -> list[Entry]:
     """The ``quark`` group's entry points, sorted by name."""
     directory = cache_dir()
     paths = _path_ids()
+    name = file_name()
     if directory is not None:
-        cached = _read(directory, paths)
+        cached = _read(directory, name, paths)
         if cached is not None:
             return cached
     found, sources = _scan()
     if directory is not None:
-        _write(directory, paths, found, sources)
+        _write(directory, name, paths, found, sources)
     return found
 
 
@@ -128,8 +129,8 @@ def _private(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def _read(directory: str, paths: list[Any]) -> list[Entry] | None:
-    path = os.path.join(directory, file_name())
+def _read(directory: str, name: str, paths: list[Any]) -> list[Entry] | None:
+    path = os.path.join(directory, name)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -150,12 +151,12 @@ def _read(directory: str, paths: list[Any]) -> list[Entry] | None:
         os.close(fd)
 
 
-def _write(directory: str, paths: list[Any], found: list[Entry], sources: list[str]) -> None:
+def _write(directory: str, name: str, paths: list[Any], found: list[Entry],
+           sources: list[str]) -> None:
     """Best effort: a cache that cannot be written only costs the next scan."""
     doc = {"format": FORMAT, "paths": paths,
            "sources": [[src, _identity(src)] for src in sources],
            "entries": [[e.name, e.value, e.dist, e.version] for e in found]}
-    name = file_name()
     tmp = os.path.join(directory, f".{name}.{os.getpid()}")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
