@@ -149,8 +149,9 @@ class _Helper:
         self.thread: threading.Thread | None = None
         self.job: Any = None
         if not thread and worker is not None and worker.available():
-            # A template's run: its warm worker process (fd_arg: the argument that
-            # is an fd, passed along). A worker that is gone leaves it to this process.
+            # A template's run, or a run that forked its worker early: that warm
+            # process (fd_arg: the argument that is an fd, passed along). A worker
+            # that is gone leaves it to this process.
             try:
                 self.job = worker.submit(fn, args, {fd_arg: args[fd_arg]}
                                          if fd_arg is not None else None)
