@@ -11,6 +11,7 @@ strace = false           # log every system call (name, arguments, result)
 syscall_path = "qcall"   # "qcall" (doorbell + poller, no exit) or "exit" (out 0x80)
 qcall_spin = 8000        # pause iterations the gate spins before taking the exit path
 io_uring = "off"         # "auto": blocking stream I/O waits through io_uring if the host has it
+write_behind = "rootfs"  # "off": every write(2) reaches the host file before it returns
 
 [log]
 path = "/var/log/quark/quark.log"   # "" for no log file; --log overrides
@@ -56,6 +57,7 @@ class KernelConfig:
     syscall_path: str = "qcall"
     qcall_spin: int = 8000
     io_uring: str = "off"
+    write_behind: str = "rootfs"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ _SECTIONS = {"kernel": KernelConfig, "log": LogConfig, "platform": PlatformConfi
 _CHOICES = {("log", "format"): LOG_FORMATS, ("log", "level"): LOG_LEVELS,
             ("platform", "kind"): PLATFORM_KINDS,
             ("kernel", "syscall_path"): ("qcall", "exit"),
-            ("kernel", "io_uring"): ("auto", "off")}
+            ("kernel", "io_uring"): ("auto", "off"),
+            ("kernel", "write_behind"): ("rootfs", "off")}
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:

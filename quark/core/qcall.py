@@ -23,11 +23,13 @@ log = logging.getLogger("quark.core")
 
 
 class Poller:
-    def __init__(self, machine: Any, serve: Callable[[], bool], window: float = 200e-6) -> None:
+    def __init__(self, machine: Any, serve: Callable[[], bool], window: float = 200e-6,
+                 idle: Callable[[], None] | None = None) -> None:
         self.efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         machine.add_doorbell(self.efd)
         self.serve = serve
+        self.idle = idle            # called before each sleep on the doorbell
         self.machine = machine
         self.window = window
         self.thread = threading.Thread(target=self._run, name="qcall-poller", daemon=True)
@@ -59,6 +61,8 @@ class Poller:
                 if monotonic() - last < window:
                     yield_cpu()          # lets vCPU threads have the GIL and the CPU
                     continue
+                if self.idle is not None:
+                    self.idle()
                 # About to sleep: gates must ring again. The eventfd read below is a
                 # locked instruction in the host kernel, so the cleared flags are
                 # visible before the last pass reads the slots (see gate_qcall).

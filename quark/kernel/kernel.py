@@ -57,6 +57,8 @@ class Kernel:
         self.threads: list[threading.Thread] = []
         self.vdso: Any = None             # set by start_time(): vDSO + time page
         self.timekeeper: Any = None
+        from quark.kernel.fs.host.writebehind import WriteBehind
+        self.write_behind = WriteBehind()  # enabled by the sandbox (kernel.write_behind)
         self.frozen = False               # pause: no task runs user code
         self.thaw_wq = WaitQueue()        # notified by resume and SIGCONT
 

@@ -135,6 +135,8 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
     ``parked`` continues a call the QCall poller began (coroutine, Block) or
     finished with a restart code (None, result)."""
     k = t.kernel
+    if k.write_behind.file is not None:
+        k.write_behind.flush()      # the exit path never extends a run
     entry = k.table.get(nr)
     args = SyscallArgs(nr, tuple(raw))  # type: ignore[arg-type]
     obs = k.syscall_observer            # plugins' quark_syscall_enter/exit, or None
@@ -288,6 +290,14 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
+def qcall_idle(k: Any) -> None:
+    """The poller is about to sleep: a pending write-behind run reaches the host
+    now, so host readers see it within the poller's window."""
+    if k.write_behind.file is not None:
+        with k.lock:
+            k.write_behind.flush()
+
+
 def qcall_serve_all(k: Any) -> bool:
     """One poller pass over every vCPU's slot; True if any call was served.
     The scan reads the slot words directly: it runs once per call and once per
@@ -312,7 +322,10 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
             or t.signal_pending()):
         vcpu.qc_bounce()
         return
+    wb = k.write_behind
     fast = FAST.get(nr)
+    if wb.file is not None and (fast is None or nr > 1):
+        wb.flush()          # read and write decide for themselves (sys_file.py)
     if fast is not None:
         # A plain call for what cannot sleep (read/write of regular files): no
         # coroutine, no SyscallArgs. It cannot restart or change registers either.
@@ -327,6 +340,8 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
         if result is not None:
             _qcall_finish(t, vcpu, result)
             return
+        if wb.file is not None:
+            wb.flush()
     entry = k.table.get(nr)
     if nr in NEEDS_VCPU or entry is None or entry.handler is None:
         vcpu.qc_bounce()
@@ -391,6 +406,8 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
             group_exit(t.tg, L.SIGKILL)
         return False
     with k.lock:
+        if k.write_behind.file is not None:
+            k.write_behind.flush()  # a fault may read a mapped file
         t.stop = STOP_FAULT
         cr2 = 0
         if vector == 14:

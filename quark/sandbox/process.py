@@ -87,9 +87,10 @@ class Sandbox:
         self.poller = None
         if self.qcall:
             from quark.core.qcall import Poller
-            from quark.kernel.taskrun import qcall_serve_all
+            from quark.kernel.taskrun import qcall_idle, qcall_serve_all
             kernel = self.kernel
-            self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel))
+            self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel),
+                                 idle=lambda: qcall_idle(kernel))
             self.poller.start()
 
     def _build(self) -> None:
@@ -115,6 +116,9 @@ class Sandbox:
         # None unless a plugin implements quark_syscall_enter/exit (--strace does).
         self.kernel.syscall_observer = self.plugins.syscall_observer()
         self.kernel.io_uring_mode = getattr(kcfg, "io_uring", "off")  # made on first use
+        behind = os.environ.get("QUARK_WRITE_BEHIND") or getattr(kcfg, "write_behind", "rootfs")
+        # Only QCall's fast path gathers runs; the poller's idle pass flushes them.
+        self.kernel.write_behind.enabled = self.qcall and behind == "rootfs"
         self._build_vfs()
         self.kernel.start_time()
         self.init: Task | None = None
@@ -377,8 +381,13 @@ class Sandbox:
                 group_exit(tg, L.SIGKILL)
 
     def _join_tasks(self) -> None:
-        for th in list(self.kernel.threads):
+        k = self.kernel
+        for th in list(k.threads):
             th.join(timeout=2.0)
+        # Exiting tasks released their files, which flushed; a thread that did not
+        # end in time may still hold one with a run pending.
+        with k.lock:
+            k.write_behind.flush()
 
     def close(self) -> None:
         if any(th.is_alive() for th in self.kernel.threads):

@@ -129,11 +129,17 @@ async def sys_pwritev(t: Task, a: SyscallArgs) -> int:
 # ---- the same four calls as plain functions (taskrun's fast path) on files whose
 # I/O never sleeps; None hands the call to the handler above. Linux declares the fd
 # of these calls unsigned int, and a negative pos has its sign bit set.
+# read and write are also where write-behind (fs/host/writebehind.py) gathers a run:
+# the dispatcher leaves the flush of a pending run to them, and they flush unless
+# the call extends the run or reads a memory device.
 @fast(0)
 def fast_read(t: Task, raw: tuple[int, ...]) -> int | None:
     f = _readable(t, raw[0] & 0xFFFFFFFF)
     if not f.sync_io:
         return None
+    wb = t.kernel.write_behind
+    if wb.file is not None and f.read_observes:
+        wb.flush()
     return f.readv_now(buffer(t, raw[1], raw[2], True), None)
 
 
@@ -142,7 +148,15 @@ def fast_write(t: Task, raw: tuple[int, ...]) -> int | None:
     f = _writable(t, raw[0] & 0xFFFFFFFF)
     if not f.sync_io:
         return None
-    return f.writev_now(buffer(t, raw[1], raw[2], False), None)
+    bufs = buffer(t, raw[1], raw[2], False)
+    wb = t.kernel.write_behind
+    if wb.enabled and f.behind_ok():
+        n = wb.add(f, bufs)
+        if n is not None:
+            return n
+    elif wb.file is not None:
+        wb.flush()
+    return f.writev_now(bufs, None)
 
 
 @fast(17)

@@ -64,6 +64,9 @@ class File:
     # True when mmap(2) may map it (Linux: the file has an f_op->mmap): regular
     # files and /dev/zero. Pipes, sockets, /proc files and most devices: ENODEV.
     mmap_ok = False
+    # False when reading it cannot observe a file's contents (memory devices): a
+    # pending write-behind run (fs/host/writebehind.py) may then wait.
+    read_observes = True
     # Advisory locks (vfs/locks.py): the inode's lock context once this File held a
     # flock or OFD lock, and its cached inode key.
     lock_ctx: Any = None
@@ -77,6 +80,10 @@ class File:
         self.pos = 0
         self.wait_queue = WaitQueue()   # notified on any readiness change
         self.released = False
+
+    def behind_ok(self) -> bool:
+        """True when a write(2) to it may be deferred (fs/host/writebehind.py)."""
+        return False
 
     # ---- reference counting (dup/fork share; last close releases)
     def incref(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from quark.kernel.creds import Creds
 from quark.kernel.errors import LinuxError
+from quark.kernel.fs.host.writebehind import WriteBehind
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import load
 from quark.kernel.vfs.fdtable import FdTable
@@ -114,6 +115,7 @@ class FakeKernel:
         self.boot_time = 0.0
         self.tasks: list[FakeTask] = []
         self.locks = LockTable()
+        self.write_behind = WriteBehind()
 
     def procs(self) -> list[Any]:
         from quark.kernel.fs.proc.info import ProcInfo

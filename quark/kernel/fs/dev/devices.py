@@ -39,6 +39,7 @@ class DeviceFile(File):
 
     seekable = True
     sync_io = True
+    read_observes = False
 
     def lseek(self, off: int, whence: int) -> int:
         return 0

@@ -23,6 +23,8 @@ from quark.kernel.abi.linux import (
     FIONREAD,
     IOV_MAX,
     O_APPEND,
+    O_DIRECT,
+    O_DSYNC,
     O_NONBLOCK,
     POLLERR,
     POLLHUP,
@@ -51,6 +53,7 @@ from quark.kernel.vfs.file import File
 from quark.kernel.vfs.path import Location
 from quark.kernel.vfs.stat import Stat
 
+_WRITE_THROUGH = O_DSYNC | O_DIRECT      # O_SYNC includes O_DSYNC's bit
 
 def vec_io(call: Callable[..., int], fd: int, bufs: Sequence[memoryview],
            offset: int | None) -> int:
@@ -86,10 +89,25 @@ class HostFile(File):
     # Regular files have no readiness to wait for; a wait for the disk is
     # uninterruptible in Linux too, so it may hold the dispatcher.
     sync_io = True
+    write_behind: Any = None     # the WriteBehind that last took a run of this file
+    write_error = 0              # errno of a deferred write, for the next write/fsync
 
     def __init__(self, fd: int, flags: int, path: str, loc: Location | None) -> None:
         super().__init__(flags, path, loc)
         self.host_fd = fd
+        # Write-behind is for the rootfs only: it is this container's alone, while a
+        # bind mount may have readers on the host (fs/host/writebehind.py).
+        self.on_rootfs = loc is not None and loc.mount.parent is None
+
+    def behind_ok(self) -> bool:
+        return (self.on_rootfs and not self.flags & _WRITE_THROUGH and not shared.live
+                and not self.write_error)
+
+    def _deferred_error(self) -> None:
+        err = self.write_error
+        if err:
+            self.write_error = 0
+            raise LinuxError(err)
 
     async def readv(self, t: Any, bufs: list[memoryview], offset: int | None) -> int:
         return self.readv_now(bufs, offset)
@@ -105,6 +123,8 @@ class HostFile(File):
 
     def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         assert self.host_fd is not None
+        if self.write_error:
+            self._deferred_error()
         if shared.live:
             # Mapped stores to the pages this write covers part of must reach the
             # file first, or reloading those pages after it would lose them.
@@ -147,6 +167,7 @@ class HostFile(File):
 
     def fsync(self, datasync: bool) -> None:
         assert self.host_fd is not None
+        self._deferred_error()
         with host_errors():
             (os.fdatasync if datasync else os.fsync)(self.host_fd)
 
@@ -156,6 +177,9 @@ class HostFile(File):
             return Stat.from_host(os.fstat(self.host_fd))
 
     def release(self) -> None:
+        wb = self.write_behind
+        if wb is not None and wb.file is self:
+            wb.flush()
         if self.host_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.host_fd)
