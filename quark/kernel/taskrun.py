@@ -308,7 +308,7 @@ def qcall_serve_all(k: Any) -> bool:
             continue
         with k.lock:
             t = getattr(v, "task", None)
-            if t is None or t.vcpu is not v or v.qc_state() != QC_SUBMITTED:
+            if t is None or t.vcpu is not v or mb[_QC_STATE] != QC_SUBMITTED:
                 continue
             _qcall_serve(t, v)
             served = True

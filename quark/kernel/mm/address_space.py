@@ -64,6 +64,7 @@ BUS_ADRERR = 2       # returned negated by handle_fault: SIGBUS rather than SIGS
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _LOW = PAGE - 1
+_TWO_PAGES = 2 * PAGE
 
 
 def _pte_flags(prot: int) -> int:
@@ -218,6 +219,24 @@ class AddressSpace:
         """See mm/api.py. ``partial``: stop at the first bad page and return the
         views before it (a short read/write, as Linux's copy routines give);
         EFAULT only when not even the first byte is accessible."""
+        off = addr & _LOW
+        if off + n <= _TWO_PAGES and n and PAGE <= addr and addr + n <= USER_TOP:
+            # At most two pages, both present with the access allowed: what nearly
+            # every read or write of a few KiB finds. No loop: this runs per call.
+            frames = self.frames
+            need, stop = (PROT_WRITE, COW) if write else (PROT_MASK, 0)
+            e = frames.get(addr - off)
+            if e is not None and e & need and not e & stop:
+                pa = (e & ~_LOW) + off
+                if off + n <= PAGE:
+                    return [self.view[pa:pa + n]]
+                e = frames.get(addr - off + PAGE)
+                if e is not None and e & need and not e & stop:
+                    first = PAGE - off
+                    pa2 = e & ~_LOW
+                    if pa2 == pa + first:
+                        return [self.view[pa:pa + n]]
+                    return [self.view[pa:pa + first], self.view[pa2:pa2 + n - first]]
         if partial and addr + n > USER_TOP and addr < USER_TOP:
             n = USER_TOP - addr
         self._check_range(addr, n)

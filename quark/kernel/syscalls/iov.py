@@ -20,8 +20,9 @@ _IOVEC = struct.Struct("<QQ")
 
 def buffer(t: Any, addr: int, count: int, write: bool) -> list[memoryview]:
     """``write=True``: the kernel stores into the buffer (a read(2))."""
-    count = min(count, MAX_RW_COUNT)
-    if count == 0:
+    if count > MAX_RW_COUNT:
+        count = MAX_RW_COUNT
+    elif count == 0:
         return []
     # A read that runs into a bad page returns what fits (copy_to_user stops
     # short); a write from a bad buffer is EFAULT (pipes commit nothing on a fault).

@@ -217,3 +217,40 @@ def test_small_read_only_file_mappings_fill_whole_and_fork_shares_them(machine,
     assert mm.read(text + 4096, 4096) == data[4096:8192]
     mm.release()
     os.close(f.fd)
+
+
+def test_one_and_two_page_views_match_the_general_walk(machine, monkeypatch) -> None:
+    """iovecs answers accesses of up to two present pages without its loop; the
+    views must be what the page walk gives, and anything it cannot allow (a
+    read-only page for a store, a copy-on-write page, a hole) must still go the
+    general way: EFAULT, a short view, a private copy."""
+    mm = _space(machine)
+    rw = L.PROT_READ | L.PROT_WRITE
+    addr = mm.mmap(0, 3 * 4096, rw, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
+    data = os.urandom(3 * 4096)
+    mm.write(addr, data)
+    for off in (0, 1, 100, 4095, 4096, 4000):
+        for n in (1, 96, 4096, 8192 - off % 4096):
+            views = mm.iovecs(addr + off, n, False)
+            assert b"".join(bytes(v) for v in views) == data[off:off + n], (off, n)
+            for v in views:
+                v.release()
+    mm.mprotect(addr + 4096, 4096, L.PROT_READ)
+    with pytest.raises(LinuxError):
+        mm.iovecs(addr + 4000, 200, True)               # a store into a read-only page
+    views = mm.iovecs(addr + 4000, 200, True, partial=True)
+    assert [len(v) for v in views] == [96]
+    for v in views:
+        v.release()
+    from quark.kernel.mm import address_space as AS
+    monkeypatch.setattr(AS, "COW_MIN_PAGES", 1)
+    child = mm.fork()
+    shared_frame = mm.frames[addr] & ~0xFFF
+    assert child.frames[addr] & ~0xFFF == shared_frame
+    views = mm.iovecs(addr + 10, 20, True)              # copy-on-write: broken first
+    views[0][:] = b"x" * 20
+    for v in views:
+        v.release()
+    assert mm.frames[addr] & ~0xFFF != shared_frame
+    assert child.read(addr + 10, 20) == data[10:30]
+    assert mm.read(addr + 10, 20) == b"x" * 20
