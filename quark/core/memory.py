@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from quark.core.guest.layout import FIXED_END, PAGE
@@ -28,16 +29,34 @@ class FrameAllocator:
         self._lock = threading.Lock()
         self.in_use = 0
         self.refs: dict[int, int] = {}      # frames shared copy-on-write: holders (>= 2)
+        # Called when no frame is left; True if it freed some (the kernel's text
+        # cache gives back the frames nothing maps). The caller holds no lock here.
+        self.reclaim: Callable[[], bool] | None = None
 
     def share(self, pa: int) -> None:
         """One more address space holds ``pa`` (copy-on-write fork)."""
         with self._lock:
             self.refs[pa] = self.refs.get(pa, 1) + 1
 
+    def share_many(self, frames: list[int]) -> None:
+        """:meth:`share` for each of ``frames``, in one lock round."""
+        with self._lock:
+            refs = self.refs
+            for pa in frames:
+                refs[pa] = refs.get(pa, 1) + 1
+
     def holders(self, pa: int) -> int:
         return self.refs.get(pa, 1)
 
     def alloc(self) -> int:
+        try:
+            return self._alloc()
+        except OutOfMemory:
+            if self.reclaim is None or not self.reclaim():
+                raise
+        return self._alloc()
+
+    def _alloc(self) -> int:
         with self._lock:
             self.in_use += 1
             if self._free:
@@ -52,6 +71,14 @@ class FrameAllocator:
     def alloc_many(self, n: int) -> list[int]:
         """``n`` frames at once (a fault-around, a fork): one lock round for all;
         all or none (OutOfMemory)."""
+        try:
+            return self._alloc_many(n)
+        except OutOfMemory:
+            if self.reclaim is None or not self.reclaim():
+                raise
+        return self._alloc_many(n)
+
+    def _alloc_many(self, n: int) -> list[int]:
         with self._lock:
             free = self._free
             take = min(n, len(free))

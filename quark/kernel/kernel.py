@@ -28,6 +28,10 @@ class Kernel:
         from quark.kernel.fs.tmpfs.fs import set_memory_budget
         set_memory_budget(machine.mem.size)
         self.vfs = vfs
+        # Program text shared by the sandbox's address spaces: up to a quarter of
+        # guest memory, given back when frames run out (mm/textcache.py).
+        from quark.kernel.mm.textcache import TextCache
+        machine.text_cache = TextCache(machine.alloc, machine.mem.size // 4096 // 4)
         self.hostname = hostname
         self.domainname = "(none)"
         self.boot_time = time.time()

@@ -66,6 +66,12 @@ CASES = [
                               "after truncate: fstat 5000, position 545068",
                               "unlinked file still written: fstat 569644",
                               "O_SYNC: fstat 12288", "done")),
+    Case("mapcache", must=("child's private store: exit 0",
+                           "new mapping after a rewrite: byte 8192 = 0x55, "
+                           "sum 15275261635329263616",
+                           "after truncate and regrow: byte 8192 = 0, "
+                           "sum 1690497767673100288",
+                           "done")),
     Case("memory", must=("touch unmapped: killed by SEGV (shell: 139)",
                          "write RO page: killed by SEGV (shell: 139)",
                          "private write: map X12, file 012", "brk grows: 1",

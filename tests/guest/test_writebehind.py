@@ -43,8 +43,9 @@ int main(void)
 def test_dd_output_is_complete_inside_and_on_the_host(
         make_bundle: Callable[..., Path], quark_run: Callable[..., object]) -> None:
     rootfs = make_bundle(["sh"]) / "rootfs"
-    r = quark_run(rootfs, ["sh", "-c", f"dd if=/dev/zero of=/dd.out bs=4k count={COUNT} "
-                                       "2>/dev/null && md5sum /dd.out && wc -c < /dd.out"])
+    script = (f"dd if=/dev/zero of=/dd.out bs=4k count={COUNT} 2>/dev/null"
+              " && md5sum /dd.out && wc -c < /dd.out")
+    r = quark_run(rootfs, ["sh", "-c", script])
     want = hashlib.md5(bytes(COUNT * 4096)).hexdigest()
     assert r.code == 0, r.stderr  # type: ignore[attr-defined]
     assert r.stdout == f"{want}  /dd.out\n{COUNT * 4096}\n", r.stderr  # type: ignore

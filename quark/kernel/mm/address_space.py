@@ -114,6 +114,7 @@ class AddressSpace:
         self.blocked = 0                # calls asleep with views of this space
         self.quarantine: list[int] = [] # frames freed meanwhile (see _free_pages)
         self.exe_text: tuple[dict[Any, int], Any] | None = None   # see hold_text
+        self.text_cache: Any = getattr(machine, "text_cache", None)  # mm/textcache.py
 
     @property
     def cr3(self) -> int:
@@ -319,8 +320,15 @@ class AddressSpace:
 
     def _fill(self, vma: Vma, pages: list[int]) -> int:
         """Back ``pages`` (consecutive, absent, in ``vma``) with new frames, read
-        from the VMA's file if it has one; the first one's frame."""
+        from the VMA's file if it has one; the first one's frame. Pages of a file
+        mapping nobody can write come from, or go to, the text cache."""
         va = pages[0]
+        key = None
+        if vma.file is not None and not vma.prot & PROT_WRITE and self.text_cache is not None \
+                and not shared.live:
+            key = vma.file.cache_key()
+            if key is not None:
+                return self._fill_cached(vma, pages, key)
         try:
             frames = self.alloc.alloc_many(len(pages))
         except OutOfMemory:
@@ -342,6 +350,55 @@ class AddressSpace:
         # first present one): one run of empty entries
         self.pt.map_run(va, frames, _pte_flags(vma.prot))
         return frames[0]
+
+    def _fill_cached(self, vma: Vma, pages: list[int], key: tuple[Any, ...]) -> int:
+        """_fill for a read-only private file mapping: pages the text cache has are
+        mapped from it; the rest are read and handed to it. Every page ends up
+        copy-on-write (shared with the cache), so a store after mprotect copies."""
+        cache = self.text_cache
+        first = (vma.offset + (pages[0] - vma.start)) // PAGE
+        keys = [(key, first + i) for i in range(len(pages))]
+        got = [cache.get(k) for k in keys]
+        missing = [i for i, f in enumerate(got) if f is None]
+        frames = [0 if f is None else f for f in got]
+        if missing:
+            try:
+                new = self.alloc.alloc_many(len(missing))
+            except OutOfMemory:
+                raise LinuxError(ENOMEM) from None
+            for i, f in zip(missing, new):
+                frames[i] = f
+            # consecutive missing pages are read with one call
+            run: list[int] = []
+            for i in missing + [-1]:
+                if run and (i != run[-1] + 1):
+                    views = [self.view[frames[j]:frames[j] + PAGE] for j in run]
+                    try:
+                        vma.file.read_at(views, vma.offset + (pages[run[0]] - vma.start))
+                    except LinuxError:
+                        pass    # past EOF or unreadable: Linux gives SIGBUS; zeros here
+                    finally:
+                        for v in views:
+                            v.release()
+                    run = []
+                run.append(i)
+        prot = vma.prot & PROT_MASK
+        if not missing:                     # a program run before: all from the cache
+            self.alloc.share_many(frames)
+            self.frames.update(zip(pages, [f | prot | COW for f in frames]))
+        else:
+            read = set(missing)
+            hits = [f for i, f in enumerate(frames) if i not in read]
+            self.alloc.share_many(hits)
+            entries = []
+            for i, f in enumerate(frames):
+                # a page the cache could not take (it is full) stays private
+                cow = COW if i not in read or cache.put(keys[i], f) else 0
+                entries.append((pages[i], f | prot | cow))
+            self.frames.update(entries)
+        self.pt.map_run(pages[0], frames, _pte_flags(vma.prot))
+        first_frame: int = frames[0]
+        return first_frame
 
     def _populate_shared(self, vma: Vma, pages: list[int]) -> int:
         """Map the shared object's frames (made on first use anywhere); this space

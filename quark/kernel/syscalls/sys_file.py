@@ -151,7 +151,7 @@ def fast_write(t: Task, raw: tuple[int, ...]) -> int | None:
     bufs = buffer(t, raw[1], raw[2], False)
     wb = t.kernel.write_behind
     if wb.enabled and f.behind_ok():
-        n = wb.add(f, bufs)
+        n: int | None = wb.add(f, bufs)
         if n is not None:
             return n
     elif wb.file is not None:

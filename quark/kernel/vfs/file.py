@@ -81,6 +81,11 @@ class File:
         self.wait_queue = WaitQueue()   # notified on any readiness change
         self.released = False
 
+    def cache_key(self) -> Any:
+        """The key of its contents for the text cache (mm/textcache.py), or None:
+        not cacheable."""
+        return None
+
     def behind_ok(self) -> bool:
         """True when a write(2) to it may be deferred (fs/host/writebehind.py)."""
         return False

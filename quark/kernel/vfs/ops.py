@@ -7,6 +7,7 @@ location for relative paths (cwd or a dirfd's location).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from quark.kernel.abi.linux import (
@@ -340,6 +341,8 @@ def truncate(t: Any, loc: Location, size: int) -> None:
     _writable_mount(loc)
     _not_running(t, st)
     loc.node.setattr(t, SetAttr(size=size))
+    from quark.kernel.mm import textcache
+    textcache.changed((os.makedev(*st.dev), st.ino))
 
 
 def _not_running(t: Any, st: Any) -> None:

@@ -254,3 +254,109 @@ def test_one_and_two_page_views_match_the_general_walk(machine, monkeypatch) -> 
     assert mm.frames[addr] & ~0xFFF != shared_frame
     assert child.read(addr + 10, 20) == data[10:30]
     assert mm.read(addr + 10, 20) == b"x" * 20
+
+
+class _CachedFile(_File):
+    """A rootfs file as the text cache sees it (HostFile.cache_key)."""
+
+    def cache_key(self):
+        from quark.kernel.mm import textcache
+        return textcache.file_key(os.fstat(self.fd))
+
+
+def _with_cache(machine, limit: int = 1 << 20):
+    from quark.kernel.mm.textcache import TextCache
+    machine.text_cache = TextCache(machine.alloc, limit)
+    return machine.text_cache
+
+
+def test_text_pages_are_shared_between_spaces_and_copied_on_store(machine, tmp_path) -> None:
+    """The text cache (mm/textcache.py): a second space mapping the same file pages
+    read-only gets the same frames without reading the file; a store after mprotect
+    copies the page, so neither the other space nor the cache sees it."""
+    cache = _with_cache(machine)
+    data = os.urandom(40 * 4096)
+    (tmp_path / "prog").write_bytes(data)
+    f = _CachedFile(tmp_path / "prog")
+    rx = L.PROT_READ | L.PROT_EXEC
+    a, b = _space(machine), _space(machine)
+    ta = a.mmap(0, 40 * 4096, rx, L.MAP_PRIVATE, f, 0)
+    assert a.handle_fault(ta, 0x14) == 0 and f.reads == 1
+    tb = b.mmap(0, 40 * 4096, rx, L.MAP_PRIVATE, f, 0)
+    assert b.handle_fault(tb + 5 * 4096, 0x14) == 0
+    assert f.reads == 1, "the second space read the file again"
+    assert b.frames[tb] & ~0xFFF == a.frames[ta] & ~0xFFF
+    assert b.read(tb, len(data)) == data
+    frame = a.frames[ta] & ~0xFFF
+    assert machine.alloc.holders(frame) == 3              # a, b and the cache
+    b.mprotect(tb, 4096, L.PROT_READ | L.PROT_WRITE)
+    assert b.handle_fault(tb, 0x7) == 0                   # a store: b's own copy
+    b.write(tb, b"patched")
+    assert b.read(tb, 7) == b"patched"
+    assert a.read(ta, 7) == data[:7] and bytes(machine.mem.map[frame:frame + 7]) == data[:7]
+    a.release()
+    b.release()
+    assert machine.alloc.holders(frame) == 1              # the cache's, until reclaimed
+    assert cache.shrink() and not cache.pages
+    os.close(f.fd)
+
+
+def test_text_cache_follows_the_file(machine, tmp_path) -> None:
+    """A file written (or held open for writing) is never served from old pages,
+    even when its size and timestamps do not change."""
+    from quark.kernel.mm import textcache
+    _with_cache(machine)
+    path = tmp_path / "data"
+    path.write_bytes(b"A" * 8192)
+    f = _CachedFile(path)
+    st = os.fstat(f.fd)
+    ident = (st.st_dev, st.st_ino)
+
+    def first_bytes() -> bytes:
+        mm = _space(machine)
+        addr = mm.mmap(0, 8192, L.PROT_READ, L.MAP_PRIVATE, f, 0)
+        try:
+            return mm.read(addr, 4)
+        finally:
+            mm.release()
+    assert first_bytes() == b"AAAA"
+    textcache.writer_opened(ident)          # what HostFile does for a write open
+    try:
+        with open(path, "r+b") as w:
+            w.write(b"BBBB")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))   # same size, same mtime
+        assert first_bytes() == b"BBBB"     # open for writing: not from the cache
+    finally:
+        textcache.writer_closed(ident)
+    assert first_bytes() == b"BBBB"         # a new generation: not the old pages
+    # ext4's timestamps are coarse: a write may leave all of stat unchanged. The
+    # generation alone must then send the next mapping to the file.
+    reads = f.reads
+    assert first_bytes() == b"BBBB" and f.reads == reads        # cached now
+    textcache.writer_opened(ident)
+    textcache.writer_closed(ident)
+    assert first_bytes() == b"BBBB" and f.reads == reads + 1
+    os.close(f.fd)
+
+
+def test_text_cache_gives_frames_back_when_memory_runs_out(machine, tmp_path) -> None:
+    cache = _with_cache(machine)
+    (tmp_path / "prog").write_bytes(os.urandom(64 * 4096))
+    f = _CachedFile(tmp_path / "prog")
+    mm = _space(machine)
+    addr = mm.mmap(0, 64 * 4096, L.PROT_READ, L.MAP_PRIVATE, f, 0)
+    assert mm.handle_fault(addr, 0x4) == 0
+    mm.release()
+    assert len(cache.pages) == 64
+    # Take every free frame: the next allocation must come from the cache's.
+    taken = []
+    from quark.core.memory import OutOfMemory
+    try:
+        while True:
+            taken.append(machine.alloc._alloc())
+    except OutOfMemory:
+        pass
+    got = machine.alloc.alloc()
+    assert not cache.pages and got not in taken
+    machine.alloc.free_many(taken + [got])
+    os.close(f.fd)

@@ -26,6 +26,7 @@ from quark.kernel.abi.linux import (
     O_DIRECT,
     O_DSYNC,
     O_NONBLOCK,
+    O_TRUNC,
     POLLERR,
     POLLHUP,
     POLLOUT,
@@ -47,7 +48,7 @@ from quark.kernel.abi.linux import (
 from quark.kernel.errors import LinuxError
 from quark.kernel.fs.host import host_ffi, uring_io
 from quark.kernel.fs.host.fs import host_errors
-from quark.kernel.mm import shared
+from quark.kernel.mm import shared, textcache
 from quark.kernel.vfs.dirfile import DirFile
 from quark.kernel.vfs.file import File
 from quark.kernel.vfs.path import Location
@@ -95,9 +96,27 @@ class HostFile(File):
     def __init__(self, fd: int, flags: int, path: str, loc: Location | None) -> None:
         super().__init__(flags, path, loc)
         self.host_fd = fd
-        # Write-behind is for the rootfs only: it is this container's alone, while a
-        # bind mount may have readers on the host (fs/host/writebehind.py).
+        # Write-behind and the text cache are for the rootfs only: it is this
+        # container's alone, while a bind mount may have readers and writers on the
+        # host (fs/host/writebehind.py, mm/textcache.py).
         self.on_rootfs = loc is not None and loc.mount.parent is None
+        self.writer: tuple[int, int] | None = None
+        if self.writable or flags & O_TRUNC:
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                pass
+            else:
+                self.writer = (st.st_dev, st.st_ino)
+                textcache.writer_opened(self.writer)
+
+    def cache_key(self) -> Any:
+        if not self.on_rootfs or self.host_fd is None:
+            return None
+        try:
+            return textcache.file_key(os.fstat(self.host_fd))
+        except OSError:
+            return None
 
     def behind_ok(self) -> bool:
         return (self.on_rootfs and not self.flags & _WRITE_THROUGH and not shared.live
@@ -180,6 +199,9 @@ class HostFile(File):
         wb = self.write_behind
         if wb is not None and wb.file is self:
             wb.flush()
+        if self.writer is not None:
+            textcache.writer_closed(self.writer)
+            self.writer = None
         if self.host_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.host_fd)

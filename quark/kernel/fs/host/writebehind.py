@@ -43,7 +43,7 @@ RESERVE = 4 << 20        # free space kept beyond a run (metadata, other writers
 class WriteBehind:
     """The pending run of one sandbox; every method runs under the kernel lock."""
 
-    __slots__ = ("enabled", "file", "buf")
+    __slots__ = ("buf", "enabled", "file")
 
     def __init__(self, enabled: bool = False) -> None:
         self.enabled = enabled
