@@ -817,17 +817,20 @@ class AddressSpace:
     def _fork_copy(self, child: AddressSpace) -> None:
         view = self.view
         plain: list[tuple[int, int]] = []
+        shared: list[tuple[int, int]] = []
         for page, e in self.frames.items():
             if page in self.special:
                 self._special_into(child, page, e)
-            elif e & (COW | SHM) or not e & PROT_WRITE:
-                # Copy-on-write from an earlier fork, shared memory, or a page this
-                # mapping cannot write (program text, rodata: most of a small
-                # process): share on (nothing to downgrade); a later mprotect to
-                # writable copies it then.
+            elif e & SHM:
                 self._share_into(child, page, e)
+            elif e & COW or not e & PROT_WRITE:
+                # Copy-on-write from an earlier fork, or a page this mapping cannot
+                # write (program text, rodata: most of a small process): shared on,
+                # nothing to downgrade; a later mprotect to writable copies it.
+                shared.append((page, e))
             else:
                 plain.append((page, e))
+        self._share_many_into(child, shared)
         try:
             new = self.alloc.alloc_many(len(plain))
         except OutOfMemory:
@@ -851,6 +854,33 @@ class AddressSpace:
             run.append(f)
         if run:
             child.pt.map_run(run_va, run, run_flags)
+
+    def _share_many_into(self, child: AddressSpace, pages: list[tuple[int, int]]) -> None:
+        """_share_into for pages whose parent translation is read-only already: one
+        allocator round, and the child's entries mapped in runs."""
+        self.alloc.share_many([e & ~_LOW for _, e in pages])
+        mine, theirs, map_run = self.frames, child.frames, child.pt.map_run
+        flags_of: dict[int, int] = {}
+        run_va = run_flags = next_va = 0
+        run: list[int] = []
+        for page, e in pages:       # a few hundred pages a fork: kept lean
+            e |= COW
+            mine[page] = theirs[page] = e
+            prot = e & PROT_MASK
+            if not prot:
+                continue
+            flags = flags_of.get(prot)
+            if flags is None:
+                flags = flags_of[prot] = _pte_flags(prot & ~PROT_WRITE)
+            if page == next_va and flags == run_flags:
+                run.append(e & ~_LOW)
+            else:
+                if run:
+                    map_run(run_va, run, run_flags)
+                run, run_va, run_flags = [e & ~_LOW], page, flags
+            next_va = page + PAGE
+        if run:
+            map_run(run_va, run, run_flags)
 
     def hold_text(self, table: dict[Any, int], key: Any) -> None:
         """This space runs the executable ``key`` (kernel.text_busy) until released."""
