@@ -348,8 +348,7 @@ class Sandbox:
             if k.exit_status is not None:
                 os.eventfd_write(efd, 1)
         loop.add_reader(efd, readable)
-        for s in FORWARDED:
-            loop.add_signal_handler(s, self.forward, int(s))
+        self.forward_signals(loop)
         if autostart:
             self.start_init()
         try:
@@ -362,6 +361,13 @@ class Sandbox:
         await loop.run_in_executor(None, self._join_tasks)
         self.plugins.notify("quark_sandbox_stopped", sandbox=self, wait_status=status)
         return status
+
+    def forward_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Forward the host's signals to init from now on (``serve`` removes the
+        handlers when init is gone). Whoever starts init before serving calls this
+        first: a signal sent once the container is up must not kill this process."""
+        for s in FORWARDED:
+            loop.add_signal_handler(s, self.forward, int(s))
 
     def forward(self, sig: int) -> None:
         """A host signal for the container goes to its init. Like a pid namespace's

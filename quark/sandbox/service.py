@@ -83,6 +83,9 @@ class ContainerService:
         self.ended = loop.create_future()
         self.server.start(loop)
         if autostart:
+            # Before init runs: a signal sent once the container is up (it printed
+            # "ready") must reach it, not kill this process with the default action.
+            self.sb.forward_signals(loop)
             self._start(poststart=True)
             phase("started")
         try:

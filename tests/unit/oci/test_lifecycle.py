@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -184,6 +185,27 @@ def test_hooks_order_and_failure(q: Quark, make_bundle: Callable[..., Path],
     assert r.returncode == 1 and "createRuntime hook #0 (/bin/false) exited with status 1" \
         in r.stderr
     assert not (q.root / "h2").exists()
+
+
+def test_a_foreground_run_catches_signals_before_init_runs(q: Quark,
+                                                            make_bundle: Callable[..., Path],
+                                                            tmp_path: Path) -> None:
+    """`run` starts init, then serves. A SIGTERM sent as soon as the container is up
+    must be forwarded to it, not kill quark: the poststart hook (which runs after
+    init started) reads which signals its parent, quark, catches at that moment."""
+    out = tmp_path / "sigcgt"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ngrep SigCgt /proc/$PPID/status > {out}\n")
+    hook.chmod(0o755)
+    bundle = make_bundle(["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["hooks"] = {"poststart": [{"path": str(hook)}]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = q("run", "--bundle", str(bundle), "fg-signals")
+    assert r.returncode == 0, r.stderr
+    caught = int(out.read_text().split()[1], 16)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        assert caught & (1 << (sig - 1)), f"{sig.name} was not caught when init started"
 
 
 def test_console_socket(q: Quark, make_bundle: Callable[..., Path],
