@@ -176,6 +176,12 @@ class AddressSpace:
         self._check_range(addr, n)
         if force:
             self._force_populate(addr, n)
+            # A store that ignores protection still must not reach a frame others
+            # hold (a fork's, the text cache's): it gets this space's own copy.
+            for p in range(_page_down(addr), addr + n, PAGE):
+                e = self.frames.get(p)
+                if e is not None and e & COW:
+                    self._break_cow(p, e)
         pos = 0
         for v in self.iovecs(addr, n, not force):
             ln = len(v)

@@ -294,6 +294,10 @@ def test_text_pages_are_shared_between_spaces_and_copied_on_store(machine, tmp_p
     b.write(tb, b"patched")
     assert b.read(tb, 7) == b"patched"
     assert a.read(ta, 7) == data[:7] and bytes(machine.mem.map[frame:frame + 7]) == data[:7]
+    # The loader's stores ignore protection (a .bss head in a read-only segment):
+    # they too must get a private copy.
+    a.write(ta + 4096, b"loader", force=True)
+    assert a.read(ta + 4096, 6) == b"loader" and b.read(tb + 4096, 6) == data[4096:4102]
     a.release()
     b.release()
     assert machine.alloc.holders(frame) == 1              # the cache's, until reclaimed
