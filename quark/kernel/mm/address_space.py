@@ -329,7 +329,6 @@ class AddressSpace:
         from the VMA's file if it has one; the first one's frame. Pages of a file
         mapping nobody can write come from, or go to, the text cache."""
         va = pages[0]
-        key = None
         if vma.file is not None and not vma.prot & PROT_WRITE and self.text_cache is not None \
                 and not shared.live:
             key = vma.file.cache_key()
@@ -359,8 +358,9 @@ class AddressSpace:
 
     def _fill_cached(self, vma: Vma, pages: list[int], key: tuple[Any, ...]) -> int:
         """_fill for a read-only private file mapping: pages the text cache has are
-        mapped from it; the rest are read and handed to it. Every page ends up
-        copy-on-write (shared with the cache), so a store after mprotect copies."""
+        mapped from it; the rest are read and handed to it. A page in the cache is
+        mapped copy-on-write, so a store after mprotect copies it. A page the cache
+        cannot take (it is full, or the read failed) stays this space's own."""
         cache = self.text_cache
         first = (vma.offset + (pages[0] - vma.start)) // PAGE
         keys = [(key, first + i) for i in range(len(pages))]
@@ -375,6 +375,7 @@ class AddressSpace:
             for i, f in zip(missing, new):
                 frames[i] = f
             # consecutive missing pages are read with one call
+            failed: set[int] = set()
             run: list[int] = []
             for i in missing + [-1]:
                 if run and (i != run[-1] + 1):
@@ -382,7 +383,7 @@ class AddressSpace:
                     try:
                         vma.file.read_at(views, vma.offset + (pages[run[0]] - vma.start))
                     except LinuxError:
-                        pass    # past EOF or unreadable: Linux gives SIGBUS; zeros here
+                        failed.update(run)  # unreadable: zeros here, never cached
                     finally:
                         for v in views:
                             v.release()
@@ -398,8 +399,8 @@ class AddressSpace:
             self.alloc.share_many(hits)
             entries = []
             for i, f in enumerate(frames):
-                # a page the cache could not take (it is full) stays private
-                cow = COW if i not in read or cache.put(keys[i], f) else 0
+                cow = COW if i not in read or (i not in failed and cache.put(keys[i], f)) \
+                    else 0
                 entries.append((pages[i], f | prot | cow))
             self.frames.update(entries)
         self.pt.map_run(pages[0], frames, _pte_flags(vma.prot))

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
-# Per process (one sandbox): (st_dev, st_ino) -> open write descriptions / generation.
+# Per process (one sandbox), by (st_dev, st_ino): open write descriptions; the
+# generation of files that have (or had) cached pages; which files those are. Only
+# files the cache took are counted, so these stay as small as the cache.
 WRITERS: dict[tuple[int, int], int] = {}
 GENERATION: dict[tuple[int, int], int] = {}
+CACHED: set[tuple[int, int]] = set()
 
 
 def writer_opened(ident: tuple[int, int]) -> None:
@@ -42,8 +45,10 @@ def writer_closed(ident: tuple[int, int]) -> None:
 
 
 def changed(ident: tuple[int, int]) -> None:
-    """The file may have changed (a writer, a truncation): its cached pages go stale."""
-    GENERATION[ident] = GENERATION.get(ident, 0) + 1
+    """The file may have changed (a writer, a truncation): its cached pages go stale.
+    A file with none needs no record: none can be cached while a writer has it."""
+    if ident in CACHED:
+        GENERATION[ident] = GENERATION.get(ident, 0) + 1
 
 
 def file_key(st: Any) -> tuple[int, ...] | None:
@@ -75,6 +80,7 @@ class TextCache:
             return False
         self.alloc.share(frame)
         self.pages[key] = frame
+        CACHED.add((key[0][0], key[0][1]))
         return True
 
     def shrink(self) -> bool:

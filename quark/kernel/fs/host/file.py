@@ -56,6 +56,7 @@ from quark.kernel.vfs.stat import Stat
 
 _WRITE_THROUGH = O_DSYNC | O_DIRECT      # O_SYNC includes O_DSYNC's bit
 
+
 def vec_io(call: Callable[..., int], fd: int, bufs: Sequence[memoryview],
            offset: int | None) -> int:
     """Run os.readv/writev (offset None) or os.preadv/pwritev over ``bufs`` in
