@@ -13,6 +13,7 @@ import os
 
 MADV_DONTNEED = 4
 MADV_REMOVE = 9
+MADV_POPULATE_WRITE = 23
 
 
 class PhysMem:
@@ -28,6 +29,20 @@ class PhysMem:
         anchor = ctypes.c_char.from_buffer(self.map)
         self.host_addr = ctypes.addressof(anchor)
         del anchor  # a live ctypes view would pin the buffer and block close()
+
+    def populate(self, pa: int, length: int) -> None:
+        """Back ``[pa, pa+length)`` with host pages now. A first touch costs ~5 µs a
+        page on these hosts (the memfd's page, and the outer VM's behind it), ten
+        times a touch of a resident page: worth paying before it is waited for."""
+        self.map.madvise(MADV_POPULATE_WRITE, pa, length)
+
+    def populate_quietly(self, pa: int, length: int) -> None:
+        """:meth:`populate` of what fits, ignoring failure (an older host kernel
+        without MADV_POPULATE_WRITE; then the first touches do it)."""
+        try:
+            self.populate(pa, min(length, self.size - pa))
+        except (OSError, ValueError):
+            pass
 
     def discard(self, pa: int, length: int) -> None:
         """Free frames: content becomes zero and KVM's shadow entries for them are

@@ -116,6 +116,32 @@ class Machine:
         self.mem.close()
 
 
+# A machine made ahead by a template's spare run (quark/template/server.py), before
+# its request: taken by the run's sandbox when the parameters match.
+_prepared: tuple[tuple[int, bool, int], Machine] | None = None
+
+
+def prepare(mem_size: int, qcall: bool, qcall_spin: int) -> None:
+    """Make the machine a run is expected to ask for (see take_prepared)."""
+    global _prepared
+    m = Machine(mem_size, qcall=qcall, qcall_spin=qcall_spin)
+    _prepared = ((mem_size, qcall, qcall_spin), m)
+
+
+def take_prepared(mem_size: int, qcall: bool, qcall_spin: int) -> Machine | None:
+    """The machine made ahead if it is the one wanted (else it is closed): None
+    when there is none."""
+    global _prepared
+    got, _prepared = _prepared, None
+    if got is None:
+        return None
+    params, m = got
+    if params == (mem_size, qcall, qcall_spin):
+        return m
+    m.close()
+    return None
+
+
 class _KernelTables(PageTable):
     """The tables behind PML4 slot 255, shared by every address space."""
 
