@@ -156,6 +156,17 @@ def call(t: FakeTask, nr: int, *args: int) -> int:
     return drive(entry.handler(t, SyscallArgs(nr, raw)))  # type: ignore[arg-type]
 
 
+def fast_call(t: FakeTask, nr: int, *args: int) -> int | None:
+    """Invoke syscall ``nr``'s plain twin (syscalls.table.FAST) as taskrun's QCall
+    fast path does: -errno on failure, None when it hands the call over."""
+    from quark.kernel.syscalls.table import FAST
+    raw = tuple((list(args) + [0] * 6)[:6])
+    try:
+        return FAST[nr](t, raw)  # type: ignore[arg-type]
+    except LinuxError as e:
+        return -e.errno
+
+
 def start(t: FakeTask, nr: int, *args: int) -> tuple[Coroutine[Any, Any, int], Any]:
     """Start a handler expected to block: (coroutine, yielded Block or result)."""
     raw = tuple((list(args) + [0] * 6)[:6])

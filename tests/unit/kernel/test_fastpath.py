@@ -10,20 +10,12 @@ from pathlib import Path
 import pytest
 
 from quark.kernel.abi.linux import O_PATH, O_RDONLY, O_RDWR, O_WRONLY
-from quark.kernel.errors import LinuxError
-from quark.kernel.syscalls.table import FAST, load
+from quark.kernel.syscalls.table import load
 
 from .fakes import FakeKernel, FakeTask, call
+from .fakes import fast_call as _fast
 
 SYS_open = 2
-
-
-def _fast(t: FakeTask, nr: int, *args: int) -> int | None:
-    raw = tuple((list(args) + [0] * 6)[:6])
-    try:
-        return FAST[nr](t, raw)
-    except LinuxError as e:
-        return -e.errno
 
 
 @pytest.fixture

@@ -13,23 +13,15 @@ from pathlib import Path
 import pytest
 
 from quark.kernel.abi.linux import O_CREAT, O_DSYNC, O_RDONLY, O_RDWR, O_SYNC, O_WRONLY
-from quark.kernel.errors import LinuxError
 from quark.kernel.fs.dev.devices import ZeroFile
 from quark.kernel.fs.host.writebehind import LIMIT, RESERVE
-from quark.kernel.syscalls.table import FAST, load
+from quark.kernel.syscalls.table import load
 
 from .fakes import FakeKernel, FakeTask, call
+from .fakes import fast_call as _fast
 
 SYS_open, SYS_close, SYS_fsync = 2, 3, 74
 BLOCK = 4096
-
-
-def _fast(t: FakeTask, nr: int, *args: int) -> int | None:
-    raw = tuple((list(args) + [0] * 6)[:6])
-    try:
-        return FAST[nr](t, raw)
-    except LinuxError as e:
-        return -e.errno
 
 
 def _task(root: Path) -> FakeTask:
