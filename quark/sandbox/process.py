@@ -405,9 +405,16 @@ class Sandbox:
         for th in list(k.threads):
             th.join(timeout=2.0)
         # Exiting tasks released their files, which flushed; a thread that did not
-        # end in time may still hold one with a run pending.
-        with k.lock:
-            k.write_behind.flush()
+        # end in time may still hold one with a run pending. It may hold the lock
+        # too: then its run stays unwritten rather than this exit hanging.
+        if k.lock.acquire(timeout=2.0):
+            try:
+                k.write_behind.flush()
+            finally:
+                k.lock.release()
+        elif k.write_behind.file is not None:
+            log.warning("a stuck task holds the kernel lock: %d bytes to %s not written",
+                        len(k.write_behind.buf), k.write_behind.file.path)
 
     def close(self) -> None:
         if any(th.is_alive() for th in self.kernel.threads):
