@@ -25,7 +25,7 @@ from quark.kernel.abi.linux import (
 from quark.kernel.creds import CAP_SETGID, CAP_SETPCAP, CAP_SETUID, NGROUPS_MAX, Creds
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
-from quark.kernel.syscalls.table import syscall
+from quark.kernel.syscalls.table import fast, syscall
 
 NOCHANGE = 0xFFFFFFFF  # (uid_t)-1 / (gid_t)-1
 
@@ -60,6 +60,28 @@ async def sys_geteuid(t: Task, a: SyscallArgs) -> int:
 @syscall(108, "getegid")
 async def sys_getegid(t: Task, a: SyscallArgs) -> int:
     """getegid(2)."""
+    return int(t.creds.egid)
+
+
+# Plain twins for the QCall fast path (syscalls.table.fast): a shell and most
+# programs ask these at start, some (sudo-like checks, glibc's secure mode) often.
+@fast(102)
+def fast_getuid(t: Task, raw: tuple[int, ...]) -> int:
+    return int(t.creds.uid)
+
+
+@fast(104)
+def fast_getgid(t: Task, raw: tuple[int, ...]) -> int:
+    return int(t.creds.gid)
+
+
+@fast(107)
+def fast_geteuid(t: Task, raw: tuple[int, ...]) -> int:
+    return int(t.creds.euid)
+
+
+@fast(108)
+def fast_getegid(t: Task, raw: tuple[int, ...]) -> int:
     return int(t.creds.egid)
 
 

@@ -9,7 +9,7 @@ from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.signals import SI_TKILL, SI_USER, SigInfo, valid
 from quark.kernel.syscalls.args import SyscallArgs
-from quark.kernel.syscalls.table import error, syscall
+from quark.kernel.syscalls.table import error, fast, syscall
 from quark.kernel.task import Task, ThreadGroup
 from quark.kernel.task_clone import do_clone
 from quark.kernel.task_exec import do_execve, read_strv
@@ -34,6 +34,23 @@ async def sys_getppid(t: Task, a: SyscallArgs) -> int:
 
 @syscall(186, "gettid")
 async def sys_gettid(t: Task, a: SyscallArgs) -> int:
+    return t.tid
+
+
+# Plain twins for the QCall fast path (syscalls.table.fast): no coroutine, no
+# SyscallArgs for calls that only read the task. Programs and shells make them often.
+@fast(39)
+def fast_getpid(t: Task, raw: tuple[int, ...]) -> int:
+    return t.tg.pid
+
+
+@fast(110)
+def fast_getppid(t: Task, raw: tuple[int, ...]) -> int:
+    return t.tg.ppid
+
+
+@fast(186)
+def fast_gettid(t: Task, raw: tuple[int, ...]) -> int:
     return t.tid
 
 

@@ -50,3 +50,20 @@ def test_files_that_may_sleep_are_handed_over(t: FakeTask) -> None:
     fd = t.fds.install(HostStreamFile(r, O_RDONLY, "pipe:[1]", owned=True))
     assert _fast(t, 0, fd, t.mm.alloc(16), 16) is None
     os.close(w)
+
+
+def test_identity_twins_answer_what_the_handlers_do() -> None:
+    """getpid, getppid, gettid and the four id calls have plain twins: the same
+    answer as the handler, for a task whose every id differs."""
+    from types import SimpleNamespace
+
+    from quark.kernel.creds import Creds
+    load()
+    t = SimpleNamespace(tid=9, tg=SimpleNamespace(pid=7, ppid=3),
+                        creds=Creds(uid=1001, gid=1002, euid=1003, egid=1004, suid=1005,
+                                    sgid=1006, fsuid=1007, fsgid=1008))
+    answers = {}
+    for nr in (39, 110, 186, 102, 104, 107, 108):
+        answers[nr] = _fast(t, nr)  # type: ignore[arg-type]
+        assert answers[nr] == call(t, nr), nr  # type: ignore[arg-type]
+    assert answers == {39: 7, 110: 3, 186: 9, 102: 1001, 104: 1002, 107: 1003, 108: 1004}
