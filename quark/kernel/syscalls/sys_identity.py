@@ -11,6 +11,7 @@ replaced, never mutated in place (see creds.py).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from quark.kernel.abi.linux import (
@@ -37,52 +38,43 @@ def _commit(t: Task, new: Creds) -> int:
     return 0
 
 
-# ---- getters
+# ---- getters: plain functions the QCall fast path calls without a coroutine
+# (syscalls.table.fast); the handlers (exit path, strace) answer through them.
+
+def _creds_field(field: str) -> Callable[[Task, tuple[int, ...]], int]:
+    def get(t: Task, raw: tuple[int, ...]) -> int:
+        return int(getattr(t.creds, field))
+    return get
+
+
+fast_getuid = fast(102)(_creds_field("uid"))
+fast_getgid = fast(104)(_creds_field("gid"))
+fast_geteuid = fast(107)(_creds_field("euid"))
+fast_getegid = fast(108)(_creds_field("egid"))
+
 
 @syscall(102, "getuid")
 async def sys_getuid(t: Task, a: SyscallArgs) -> int:
     """getuid(2)."""
-    return int(t.creds.uid)
+    return fast_getuid(t, ())
 
 
 @syscall(104, "getgid")
 async def sys_getgid(t: Task, a: SyscallArgs) -> int:
     """getgid(2)."""
-    return int(t.creds.gid)
+    return fast_getgid(t, ())
 
 
 @syscall(107, "geteuid")
 async def sys_geteuid(t: Task, a: SyscallArgs) -> int:
     """geteuid(2)."""
-    return int(t.creds.euid)
+    return fast_geteuid(t, ())
 
 
 @syscall(108, "getegid")
 async def sys_getegid(t: Task, a: SyscallArgs) -> int:
     """getegid(2)."""
-    return int(t.creds.egid)
-
-
-# Plain twins for the QCall fast path (syscalls.table.fast): a shell and most
-# programs ask these at start, some (sudo-like checks, glibc's secure mode) often.
-@fast(102)
-def fast_getuid(t: Task, raw: tuple[int, ...]) -> int:
-    return int(t.creds.uid)
-
-
-@fast(104)
-def fast_getgid(t: Task, raw: tuple[int, ...]) -> int:
-    return int(t.creds.gid)
-
-
-@fast(107)
-def fast_geteuid(t: Task, raw: tuple[int, ...]) -> int:
-    return int(t.creds.euid)
-
-
-@fast(108)
-def fast_getegid(t: Task, raw: tuple[int, ...]) -> int:
-    return int(t.creds.egid)
+    return fast_getegid(t, ())
 
 
 @syscall(118, "getresuid")

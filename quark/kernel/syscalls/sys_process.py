@@ -22,23 +22,8 @@ ARCH_GET_CPUID, ARCH_SET_CPUID = 0x1011, 0x1012
 P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
 
 
-@syscall(39, "getpid")
-async def sys_getpid(t: Task, a: SyscallArgs) -> int:
-    return t.tg.pid
-
-
-@syscall(110, "getppid")
-async def sys_getppid(t: Task, a: SyscallArgs) -> int:
-    return t.tg.ppid
-
-
-@syscall(186, "gettid")
-async def sys_gettid(t: Task, a: SyscallArgs) -> int:
-    return t.tid
-
-
-# Plain twins for the QCall fast path (syscalls.table.fast): no coroutine, no
-# SyscallArgs for calls that only read the task. Programs and shells make them often.
+# Plain functions the QCall fast path calls without a coroutine (syscalls.table.fast);
+# the handlers (exit path, strace) answer through them.
 @fast(39)
 def fast_getpid(t: Task, raw: tuple[int, ...]) -> int:
     return t.tg.pid
@@ -52,6 +37,21 @@ def fast_getppid(t: Task, raw: tuple[int, ...]) -> int:
 @fast(186)
 def fast_gettid(t: Task, raw: tuple[int, ...]) -> int:
     return t.tid
+
+
+@syscall(39, "getpid")
+async def sys_getpid(t: Task, a: SyscallArgs) -> int:
+    return fast_getpid(t, ())
+
+
+@syscall(110, "getppid")
+async def sys_getppid(t: Task, a: SyscallArgs) -> int:
+    return fast_getppid(t, ())
+
+
+@syscall(186, "gettid")
+async def sys_gettid(t: Task, a: SyscallArgs) -> int:
+    return fast_gettid(t, ())
 
 
 @syscall(218, "set_tid_address")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 Handler = Callable[[Any, Any], Awaitable[int]]
 # A synchronous twin of a handler: (task, raw argument words) -> result, or None when
 # the call might sleep and must go to the coroutine handler instead.
 FastHandler = Callable[[Any, tuple[int, ...]], "int | None"]
+_F = TypeVar("_F", bound=FastHandler)
 
 SUPPORTED = "supported"
 PARTIAL = "partial"
@@ -75,12 +76,12 @@ def syscall(nr: int, name: str, *, partial: str = "") -> Callable[[Handler], Han
     return deco
 
 
-def fast(nr: int) -> Callable[[FastHandler], FastHandler]:
+def fast(nr: int) -> Callable[[_F], _F]:
     """Declare ``fn`` the fast path of syscall ``nr`` (see :data:`FastHandler`): the
     dispatcher calls it before the handler and skips the coroutine when it answers.
     It makes the same checks in the same order, so it fails with the same errno."""
 
-    def deco(fn: FastHandler) -> FastHandler:
+    def deco(fn: _F) -> _F:
         FAST[nr] = fn
         return fn
 
