@@ -226,12 +226,14 @@ class AddressSpace:
         """See mm/api.py. ``partial``: stop at the first bad page and return the
         views before it (a short read/write, as Linux's copy routines give);
         EFAULT only when not even the first byte is accessible."""
+        frames = self.frames
+        # a present page that allows the access as it is (every buffer of a read or
+        # write loop after its first call); anything else goes through _frame
+        need, stop = (PROT_WRITE, COW) if write else (PROT_MASK, 0)
         off = addr & _LOW
         if off + n <= _TWO_PAGES and n and PAGE <= addr and addr + n <= USER_TOP:
-            # At most two pages, both present with the access allowed: what nearly
-            # every read or write of a few KiB finds. No loop: this runs per call.
-            frames = self.frames
-            need, stop = (PROT_WRITE, COW) if write else (PROT_MASK, 0)
+            # At most two such pages: what nearly every read or write of a few KiB
+            # finds. No loop: this runs per call.
             e = frames.get(addr - off)
             if e is not None and e & need and not e & stop:
                 pa = (e & ~_LOW) + off
@@ -250,11 +252,6 @@ class AddressSpace:
         out: list[memoryview] = []
         run_pa = run_len = 0
         end = addr + n
-        frames = self.frames
-        # a present page that allows the access as it is (every buffer of a read or
-        # write loop after its first call); anything else goes through _frame
-        need = PROT_WRITE if write else PROT_MASK
-        stop = COW if write else 0
         while addr < end:
             off = addr & _LOW
             take = min(PAGE - off, end - addr)
@@ -367,6 +364,7 @@ class AddressSpace:
         got = [cache.get(k) for k in keys]
         missing = [i for i, f in enumerate(got) if f is None]
         frames = [0 if f is None else f for f in got]
+        failed: set[int] = set()
         if missing:
             try:
                 new = self.alloc.alloc_many(len(missing))
@@ -375,7 +373,6 @@ class AddressSpace:
             for i, f in zip(missing, new):
                 frames[i] = f
             # consecutive missing pages are read with one call
-            failed: set[int] = set()
             run: list[int] = []
             for i in missing + [-1]:
                 if run and (i != run[-1] + 1):
@@ -389,20 +386,17 @@ class AddressSpace:
                             v.release()
                     run = []
                 run.append(i)
+        # The cache takes what was read; a page it cannot take (it is full, or the
+        # read failed) stays private. The pages it had gain this space as holder.
         prot = vma.prot & PROT_MASK
-        if not missing:                     # a program run before: all from the cache
-            self.alloc.share_many(frames)
-            self.frames.update(zip(pages, [f | prot | COW for f in frames]))
-        else:
-            read = set(missing)
-            hits = [f for i, f in enumerate(frames) if i not in read]
-            self.alloc.share_many(hits)
-            entries = []
-            for i, f in enumerate(frames):
-                cow = COW if i not in read or (i not in failed and cache.put(keys[i], f)) \
-                    else 0
-                entries.append((pages[i], f | prot | cow))
-            self.frames.update(entries)
+        bits = [prot | COW] * len(frames)
+        for i in missing:
+            if i in failed or not cache.put(keys[i], frames[i]):
+                bits[i] = prot
+        read = set(missing)
+        self.alloc.share_many([f for i, f in enumerate(frames) if i not in read]
+                              if missing else frames)
+        self.frames.update(zip(pages, [f | b for f, b in zip(frames, bits)]))
         self.pt.map_run(pages[0], frames, _pte_flags(vma.prot))
         first_frame: int = frames[0]
         return first_frame
