@@ -94,7 +94,9 @@ class HostFile(File):
     write_behind: Any = None     # the WriteBehind that last took a run of this file
     write_error = 0              # errno of a deferred write, for the next write/fsync
 
-    def __init__(self, fd: int, flags: int, path: str, loc: Location | None) -> None:
+    def __init__(self, fd: int, flags: int, path: str, loc: Location | None,
+                 ident: tuple[int, int] | None = None) -> None:
+        """``ident``: the fd's (st_dev, st_ino) when the opener has its stat."""
         super().__init__(flags, path, loc)
         self.host_fd = fd
         # Write-behind and the text cache are for the rootfs only: it is this
@@ -103,13 +105,13 @@ class HostFile(File):
         self.on_rootfs = loc is not None and loc.mount.parent is None
         self.writer: tuple[int, int] | None = None
         if self.writable or flags & O_TRUNC:
-            try:
-                st = os.fstat(fd)
-            except OSError:
-                pass
-            else:
-                self.writer = (st.st_dev, st.st_ino)
-                textcache.writer_opened(self.writer)
+            if ident is None:           # a file just made (create): its stat now
+                with contextlib.suppress(OSError):
+                    st = os.fstat(fd)
+                    ident = (st.st_dev, st.st_ino)
+            if ident is not None:
+                self.writer = ident
+                textcache.writer_opened(ident)
 
     def cache_key(self) -> Any:
         if not self.on_rootfs or self.host_fd is None:

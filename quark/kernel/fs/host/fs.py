@@ -215,8 +215,8 @@ class HostNode(Node):
             if acc != O_RDONLY or flags & O_TRUNC:
                 self.fs.check_writable()
             fd = self.fs.open_rel(self.rel, host)
-            _expect(fd, S_IFREG)
-            return HostFile(fd, flags, loc.path, loc)
+            st_fd = _expect(fd, S_IFREG)
+            return HostFile(fd, flags, loc.path, loc, ident=(st_fd.st_dev, st_fd.st_ino))
         if kind == S_IFIFO:
             # The pipe lives in the kernel, shared by the container's openers of this
             # inode: opening the host FIFO would let its open semantics block or fail
@@ -313,10 +313,12 @@ def _ts(ns: int | None) -> tuple[int, int]:
     return divmod(ns, 1_000_000_000)
 
 
-def _expect(fd: int, kind: int, err: int = EACCES) -> None:
+def _expect(fd: int, kind: int, err: int = EACCES) -> os.stat_result:
     """Close ``fd`` and fail unless it is of file type ``kind`` (a racing rename
-    may have swapped the name between our stat and our open)."""
-    if os.fstat(fd).st_mode & S_IFMT != kind:
+    may have swapped the name between our stat and our open); its stat."""
+    st = os.fstat(fd)
+    if st.st_mode & S_IFMT != kind:
         os.close(fd)
         raise LinuxError(err)
+    return st
 
