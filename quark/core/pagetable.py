@@ -33,7 +33,7 @@ class PageTable:
         self.mem = mem
         self.buf = mem.map
         self.alloc = alloc
-        self.root = alloc.alloc()
+        self.root = alloc.alloc_table()
         self._tables: list[int] = [self.root]   # every table frame this space owns
         self._pt: dict[int, int] = {}           # va >> 21 -> leaf table frame
         if kernel_pdpt is not None:
@@ -51,7 +51,7 @@ class PageTable:
             if e & P:
                 table = e & ADDR_MASK
                 continue
-            new = self.alloc.alloc()
+            new = self.alloc.alloc_table()
             self._tables.append(new)
             _Q.pack_into(self.buf, slot, new | _TABLE)
             table = new
@@ -110,7 +110,7 @@ class PageTable:
 
     def release(self) -> None:
         """Free the table frames (not the frames they map: the owner frees those)."""
-        self.alloc.free_many(self._tables)
+        self.alloc.free_tables(self._tables)
         self._tables = []
         self._pt.clear()
 
