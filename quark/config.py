@@ -12,6 +12,7 @@ syscall_path = "qcall"   # "qcall" (doorbell + poller, no exit) or "exit" (out 0
 qcall_spin = 8000        # pause iterations the gate spins before taking the exit path
 io_uring = "off"         # "auto": blocking stream I/O waits through io_uring if the host has it
 write_behind = "rootfs"  # "off": every write(2) reaches the host file before it returns
+gate_calls = "on"        # "off": the gate answers no call by itself (reads of /dev/zero, ring writes)
 
 [log]
 path = "/var/log/quark/quark.log"   # "" for no log file; --log overrides
@@ -58,6 +59,7 @@ class KernelConfig:
     qcall_spin: int = 8000
     io_uring: str = "off"
     write_behind: str = "rootfs"
+    gate_calls: str = "on"
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ _CHOICES = {("log", "format"): LOG_FORMATS, ("log", "level"): LOG_LEVELS,
             ("platform", "kind"): PLATFORM_KINDS,
             ("kernel", "syscall_path"): ("qcall", "exit"),
             ("kernel", "io_uring"): ("auto", "off"),
-            ("kernel", "write_behind"): ("rootfs", "off")}
+            ("kernel", "write_behind"): ("rootfs", "off"),
+            ("kernel", "gate_calls"): ("on", "off")}
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -353,6 +353,12 @@ class RunPage:
     def suberror(self) -> int:
         return int(_EXIT.unpack_from(self.mem, RUN_INTERNAL_SUBERROR)[0])
 
+    def internal_data(self) -> tuple[int, ...]:
+        """KVM_EXIT_INTERNAL_ERROR's data words (ndata u32 @36, u64 data[16] @40):
+        for an emulation failure, what KVM knows of the instruction."""
+        (n,) = _EXIT.unpack_from(self.mem, RUN_INTERNAL_SUBERROR + 4)
+        return struct.unpack_from(f"={min(n, 16)}Q", self.mem, RUN_INTERNAL_SUBERROR + 8)
+
     def set_immediate_exit(self, on: bool) -> None:
         self.mem[RUN_IMMEDIATE_EXIT] = 1 if on else 0
 

@@ -24,12 +24,16 @@ log = logging.getLogger("quark.core")
 
 class Poller:
     def __init__(self, machine: Any, serve: Callable[[], bool], window: float = 200e-6,
-                 idle: Callable[[], None] | None = None) -> None:
+                 idle: Callable[[], None] | None = None,
+                 pending: Callable[[], bool] | None = None) -> None:
         self.efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         machine.add_doorbell(self.efd)
         self.serve = serve
         self.idle = idle            # called before each sleep on the doorbell
+        # Asked after the barrier before a sleep: work a gate left without ringing
+        # (it rings only when ``idle`` asked it to; see gate_fast's fast_committed).
+        self.pending = pending
         self.machine = machine
         self.window = window
         self.thread = threading.Thread(target=self._run, name="qcall-poller", daemon=True)
@@ -71,7 +75,9 @@ class Poller:
                     os.eventfd_read(self.efd)
                 except BlockingIOError:
                     pass
-                if serve():              # a call posted before the flags went down
+                if serve() or (self.pending is not None and self.pending()):
+                    # a call posted before the flags went down, or ring data
+                    # written before the gate could see the request to ring
                     polling(True)
                     last = monotonic()
                     continue

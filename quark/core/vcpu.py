@@ -140,6 +140,12 @@ class Vcpu:
         self.spin_max = getattr(machine, "qcall_spin", 0)
         self.spin = self.spin_max
         self._mb32[L.MB_SPIN // 4] = self.spin
+        # Where calls the fast path does not answer continue (supervisor_pvm.S).
+        slow = L.STUB_QCALL_POST if self.qcall else L.STUB_GATE_EXIT
+        self._mb64[L.MB_SLOW // 8] = self.gate_kva + slow - L.STUB_GATE
+        self.grants = False             # some grant is set in the mailbox
+        self._fdkind = mem.view[self.mailbox_pa + L.MB_FDKIND:
+                                self.mailbox_pa + L.MB_FDKIND + L.GATE_FDS]
 
     def _init_sregs(self, base: int, tss_limit: int) -> None:
         s = self.sregs
@@ -267,6 +273,93 @@ class Vcpu:
         regs.rax = self._mb64[L.MB_NR // 8]
         regs.rcx = regs.rip = self._mb64[L.MB_RET // 8]
 
+    # ---- the gate's fast path (quark/kernel/gateio.py). The host writes grants
+    # only while this vCPU's task is stopped in the host; the guest may rewrite any
+    # of these words, so what the host reads back (the ring's head) is clamped.
+
+    def gate_grant(self, fd: int, kind: int) -> None:
+        self._fdkind[fd] = kind
+        self._mb32[L.MB_GRANTS // 4] = 1
+        self.grants = True
+
+    def gate_kind(self, fd: int) -> int:
+        return int(self._fdkind[fd]) if 0 <= fd < L.GATE_FDS else 0
+
+    def gate_clear(self) -> None:
+        """No grants, no ring: every call takes the slow path."""
+        mb = self._mb32
+        mb[L.MB_GRANTS // 4] = 0
+        self._fdkind[:] = bytes(L.GATE_FDS)
+        mb[L.MB_WCAP // 4] = 0
+        mb[L.MB_WHEAD // 4] = 0
+        mb[L.MB_WNEW // 4] = 0
+        mb[L.MB_WTAIL // 4] = 0
+        mb[L.MB_WKICK // 4] = 0
+        self._mb64[L.MB_WBASE // 8] = 0
+        self.grants = False
+
+    def ring_arm(self, fd: int, base: int, cap: int, head: int = 0) -> None:
+        """Give the gate the write ring at ``base``, holding ``head`` bytes, for
+        writes to ``fd``."""
+        mb = self._mb32
+        mb[L.MB_WHEAD // 4] = head
+        mb[L.MB_WNEW // 4] = head
+        mb[L.MB_WTAIL // 4] = 0
+        mb[L.MB_WCAP // 4] = cap
+        self._mb64[L.MB_WBASE // 8] = base
+        self.gate_grant(fd, self.gate_kind(fd) | L.K_WRITE_RING)
+
+    def ring_stop(self, fd: int) -> None:
+        """No more ring writes for ``fd`` (one byte store: safe while it runs)."""
+        self._fdkind[fd] = self._fdkind[fd] & ~L.K_WRITE_RING
+
+    def ring_head(self) -> int:
+        return int(self._mb32[L.MB_WHEAD // 4])
+
+    def ring_set_tail(self, tail: int) -> None:
+        """The host drained the ring up to ``tail`` (a byte count mod 2^32)."""
+        self._mb32[L.MB_WTAIL // 4] = tail
+
+    def ring_want_kick(self, on: bool) -> None:
+        """Ask the gate to ring the doorbell after its next ring write."""
+        self._mb32[L.MB_WKICK // 4] = 1 if on else 0
+
+    def in_gate_fast(self, rip: int) -> bool:
+        """``rip`` is in the fast path, where a fault is the gate's, not the user's."""
+        off = rip - self.gate_kva + L.STUB_GATE
+        return L.STUB_FAST <= off < L.STUB_FAST_END
+
+    def gate_rewind(self, regs: kvm_ffi.Regs) -> bool:
+        """The vCPU stopped in a gate's prologue or fast path: make ``regs`` the
+        user state Linux would show there, either before the call (back at the
+        syscall instruction, which runs again) or after it (complete). False when
+        ``rip`` is elsewhere: past the prologue the call was posted (QCall) or is at
+        the exit path, and the gate's own exit comes next."""
+        off = regs.rip - self.gate_kva + L.STUB_GATE
+        mb64 = self._mb64
+        if (L.STUB_GATE <= off < L.STUB_GATE + L.STUB_GATE_PROLOGUE
+                or L.STUB_GATE_QCALL <= off < L.STUB_GATE_QCALL + L.STUB_GATE_PROLOGUE):
+            # Posting the arguments changes no register: they are the user's.
+            regs.rip, regs.rflags = regs.rcx - 2, regs.r11
+            return True
+        if not L.STUB_FAST <= off < L.STUB_FAST_END:
+            return False
+        regs.rdi = mb64[(L.MB_ARGS) // 8]
+        regs.rsi = mb64[(L.MB_ARGS + 8) // 8]
+        regs.rdx = mb64[(L.MB_ARGS + 16) // 8]
+        regs.rcx = mb64[L.MB_RET // 8]
+        regs.r11 = regs.rflags = mb64[L.MB_R11 // 8]
+        if off >= L.STUB_FAST_COMMITTED:
+            regs.rax, regs.rip = mb64[L.MB_RES // 8], regs.rcx
+        else:
+            regs.rax, regs.rip = mb64[L.MB_NR // 8], regs.rcx - 2
+        return True
+
+    def gate_restart(self) -> tuple[int, int]:
+        """(rip, rflags) that send an abandoned fast call to the exit path."""
+        return (self.gate_kva + L.STUB_GATE_RESTART - L.STUB_GATE,
+                int(self._mb64[L.MB_R11 // 8]))
+
     def get_regs(self) -> kvm_ffi.Regs:
         return kvm_ffi.get_regs(self.fd, kvm_ffi.Regs())
 
@@ -310,6 +403,7 @@ class Vcpu:
         self.state = VcpuState.FINISHED
         self._mb32.release()
         self._mb64.release()
+        self._fdkind.release()
         self.run.close()
         os.close(self.fd)
 

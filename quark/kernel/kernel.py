@@ -63,6 +63,8 @@ class Kernel:
         self.timekeeper: Any = None
         from quark.kernel.fs.host.writebehind import WriteBehind
         self.write_behind = WriteBehind()  # enabled by the sandbox (kernel.write_behind)
+        from quark.kernel.gateio import GateCalls
+        self.gate_calls = GateCalls()      # enabled by the sandbox (kernel.gate_calls)
         self.frozen = False               # pause: no task runs user code
         self.thaw_wq = WaitQueue()        # notified by resume and SIGCONT
 

@@ -28,6 +28,8 @@ def exit_task(t: Task) -> None:
         return
     t.exited = True
     k = t.kernel
+    if k.write_behind.ring is not None:
+        k.write_behind.drop(t)      # its ring is in the memory about to go
     if t.parked is not None and t.parked[0] is not None:
         t.mm.unpin()            # a call the poller parked will never resume
     t.parked = None

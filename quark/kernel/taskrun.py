@@ -34,6 +34,8 @@ from quark.core.guest.layout import (
 )
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
+from quark.kernel.fs.host.writebehind import DRAIN_AT
+from quark.kernel.gateio import settle
 from quark.kernel.signals import (
     FPE_INTDIV,
     ILL_ILLOPN,
@@ -65,6 +67,7 @@ def run_task(t: Task) -> None:
     vcpu.thread_ident = threading.get_ident()
     try:
         with k.lock:
+            vcpu.gate_clear()       # a pooled vCPU: nothing of its last task's
             t.vcpu = vcpu
             vcpu.task = t
             regs = t.start_regs
@@ -82,6 +85,7 @@ def run_task(t: Task) -> None:
         with k.lock:
             from quark.kernel.task_exit import exit_task
             exit_task(t)
+            vcpu.gate_clear()
             t.vcpu = None
             vcpu.task = None
         vcpu.run.set_immediate_exit(False)
@@ -110,8 +114,13 @@ def _loop(t: Task, vcpu: Any) -> None:
                     return
                 continue
         detail = run.suberror() if reason == kvm_ffi.KVM_EXIT_INTERNAL_ERROR else 0
-        log.error("task %d: unexpected vCPU exit %d (%d); killing its process",
-                  t.tid, reason, detail)
+        data = run.internal_data() if reason == kvm_ffi.KVM_EXIT_INTERNAL_ERROR else ()
+        try:
+            rip = vcpu.get_regs().rip
+        except Exception:   # noqa: BLE001 - only for the message
+            rip = 0
+        log.error("task %d: unexpected vCPU exit %d (%d) at rip %#x, data %s; killing its "
+                  "process", t.tid, reason, detail, rip, " ".join(f"{d:#x}" for d in data))
         with k.lock:
             from quark.kernel.task_signals import group_exit
             group_exit(t.tg, L.SIGKILL)
@@ -135,8 +144,8 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
     ``parked`` continues a call the QCall poller began (coroutine, Block) or
     finished with a restart code (None, result)."""
     k = t.kernel
-    if k.write_behind.file is not None:
-        k.write_behind.flush()      # the exit path never extends a run
+    if k.write_behind.file is not None or vcpu.grants:
+        settle(t, vcpu, nr, True)   # the exit path never extends a run
     entry = k.table.get(nr)
     args = SyscallArgs(nr, tuple(raw))  # type: ignore[arg-type]
     obs = k.syscall_observer            # plugins' quark_syscall_enter/exit, or None
@@ -292,10 +301,18 @@ def _signed(v: int) -> int:
 
 def qcall_idle(k: Any) -> None:
     """The poller is about to sleep: a pending write-behind run reaches the host
-    now, so host readers see it within the poller's window."""
-    if k.write_behind.file is not None:
+    now, so host readers see it within the poller's window; a gate filling a write
+    ring is asked to ring the doorbell after its next write."""
+    wb = k.write_behind
+    if wb.file is not None:
         with k.lock:
-            k.write_behind.flush()
+            wb.flush()
+            wb.want_kick()
+
+
+def qcall_pending(k: Any) -> bool:
+    """After the poller's barrier: did a gate write into its ring meanwhile?"""
+    return bool(k.write_behind.pending())
 
 
 def qcall_serve_all(k: Any) -> bool:
@@ -303,6 +320,11 @@ def qcall_serve_all(k: Any) -> bool:
     The scan reads the slot words directly: it runs once per call and once per
     idle pass of the poller, so its cost is part of every call's latency."""
     served = False
+    wb = k.write_behind
+    if wb.ring is not None and wb.backlog() >= DRAIN_AT:
+        with k.lock:        # a gate filling its ring: make room while it runs on
+            wb.flush()
+        served = True
     for mb, v in k.machine.qcall_slots:
         if mb[_QC_STATE] != QC_SUBMITTED or not mb[_QC_WAIT]:
             continue
@@ -324,8 +346,8 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
         return
     wb = k.write_behind
     fast = FAST.get(nr)
-    if wb.file is not None and (fast is None or nr > 1):
-        wb.flush()          # read and write decide for themselves (sys_file.py)
+    if wb.file is not None or vcpu.grants:
+        settle(t, vcpu, nr, False)  # read and write decide for themselves (sys_file.py)
     if fast is not None:
         # A plain call for what cannot sleep (read/write of regular files): no
         # coroutine, no SyscallArgs. It cannot restart or change registers either.
@@ -341,7 +363,7 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
             _qcall_finish(t, vcpu, result)
             return
         if wb.file is not None:
-            wb.flush()
+            wb.flush(t)
     entry = k.table.get(nr)
     if nr in NEEDS_VCPU or entry is None or entry.handler is None:
         vcpu.qc_bounce()
@@ -409,6 +431,8 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
         if k.write_behind.file is not None:
             k.write_behind.flush()  # a fault may read a mapped file
         t.stop = STOP_FAULT
+        if rip >= KBASE and vcpu.in_gate_fast(rip):
+            return _on_gate_fault(t, vcpu, vector, err, rsp)
         cr2 = 0
         if vector == 14:
             cr2 = vcpu.cr2()
@@ -442,6 +466,20 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
         return True
 
 
+def _on_gate_fault(t: Task, vcpu: Any, vector: int, err: int, rsp: int) -> bool:
+    """The gate's fast path faulted on a user buffer (kernel/gateio.py). A fault
+    the task's memory explains is fixed and the copy goes on; anything else (a bad
+    buffer, a signal or a freeze waiting) sends the call to the exit path, which
+    does what Linux does: EFAULT or a short count, not a SIGSEGV. Kernel lock held."""
+    k = t.kernel
+    code = t.mm.handle_fault(vcpu.cr2(), err) if vector == 14 else -1
+    if code == 0 and not t.signal_pending() and not k.frozen and not t.tg.stopped:
+        return True
+    rip, rflags = vcpu.gate_restart()
+    vcpu.set_fault_return(rip, rsp, rflags)
+    return True
+
+
 # ---- kicks -------------------------------------------------------------------
 
 def _freeze_point(t: Task) -> bool:
@@ -464,7 +502,9 @@ def _on_kick(t: Task, vcpu: Any) -> bool:
         if not t.signal_pending():
             return True
         regs = vcpu.get_regs()
-        if regs.rip >= KBASE:
+        if regs.rip >= KBASE and not vcpu.gate_rewind(regs):
+            # (gate_rewind: in a gate's prologue or fast path, which may return
+            # without an exit: the call becomes not started, or complete)
             if not vcpu.qc_returning(regs.rip):
                 return True      # inside the gate or a stub: its own exit is near
             vcpu.qc_finish_return(regs)   # a served QCall: finish the gate's return here

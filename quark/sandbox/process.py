@@ -93,10 +93,11 @@ class Sandbox:
         self.poller = None
         if self.qcall:
             from quark.core.qcall import Poller
-            from quark.kernel.taskrun import qcall_idle, qcall_serve_all
+            from quark.kernel.taskrun import qcall_idle, qcall_pending, qcall_serve_all
             kernel = self.kernel
             self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel),
-                                 idle=lambda: qcall_idle(kernel))
+                                 idle=lambda: qcall_idle(kernel),
+                                 pending=lambda: qcall_pending(kernel))
             self.poller.start()
 
     def _build(self) -> None:
@@ -133,6 +134,8 @@ class Sandbox:
         behind = os.environ.get("QUARK_WRITE_BEHIND") or getattr(kcfg, "write_behind", "rootfs")
         # Only QCall's fast path gathers runs; the poller's idle pass flushes them.
         self.kernel.write_behind.enabled = self.qcall and behind == "rootfs"
+        gate = os.environ.get("QUARK_GATE_CALLS") or getattr(kcfg, "gate_calls", "on")
+        self.kernel.gate_calls.enabled = gate == "on"
         self._build_vfs()
         self.kernel.start_time()
         self.init: Task | None = None

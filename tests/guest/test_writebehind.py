@@ -20,20 +20,33 @@ COUNT = 300
 
 # Writes once, then computes for SECONDS without a system call (the vDSO answers
 # clock_gettime): nothing but the poller going idle can flush the write.
+# With argv[1] = N it writes N times, computes for 0.3 s (the poller goes to sleep),
+# and writes N times again: from the 5th write on the gate copies them into its write
+# ring, which only the poller moves to the host (woken by the gate's doorbell).
 SPIN = r"""
 #include <fcntl.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
-int main(void)
+static void spin(long ns)
 {
-    int fd = open("/spin.out", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write(fd, "hello from the guest\n", 21) != 21)
-        return 1;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     do
         clock_gettime(CLOCK_MONOTONIC, &b);
-    while (b.tv_sec - a.tv_sec < 4);
+    while ((b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec < ns);
+}
+int main(int argc, char **argv)
+{
+    int fd = open("/spin.out", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int n = argc > 1 ? atoi(argv[1]) : 1;
+    for (int round = 0; round < (n > 1 ? 2 : 1); round++) {
+        for (int i = 0; i < n; i++)
+            if (fd < 0 || write(fd, "hello from the guest\n", 21) != 21)
+                return 1;
+        spin(300000000L);
+    }
+    spin(4000000000L);
     return 0;
 }
 """
@@ -53,24 +66,27 @@ def test_dd_output_is_complete_inside_and_on_the_host(
 
 
 @pytest.mark.kvm
+@pytest.mark.parametrize("writes", [1, 40], ids=["a-run", "the-write-ring"])
 def test_the_host_sees_a_pending_run_while_the_container_runs(
-        make_bundle: Callable[..., Path], static_cc: Callable[..., Path]) -> None:
+        make_bundle: Callable[..., Path], static_cc: Callable[..., Path], writes: int) -> None:
     prog = static_cc(SPIN, name="spin")
     rootfs = make_bundle(["sh"], extra_binaries=[prog]) / "rootfs"
     env = dict(os.environ, PYTHONPATH=str(REPO), QUARK_WRITE_BEHIND="rootfs",
-               QUARK_SYSCALL_PATH="qcall")
-    proc = subprocess.Popen([sys.executable, "-m", "quark.cli", "do", str(rootfs), "/bin/spin"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               QUARK_SYSCALL_PATH="qcall", QUARK_GATE_CALLS="on")
+    proc = subprocess.Popen([sys.executable, "-m", "quark.cli", "do", str(rootfs), "/bin/spin",
+                             str(writes)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    want = b"hello from the guest\n" * (writes if writes == 1 else 2 * writes)
     out = rootfs / "spin.out"
     seen, started = b"", time.monotonic()
     try:
         while time.monotonic() - started < 3.0 and proc.poll() is None:
-            if out.exists() and (seen := out.read_bytes()):
+            if out.exists() and (seen := out.read_bytes()) == want:
                 break
             time.sleep(0.01)
         still_running = proc.poll() is None
     finally:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
-    assert seen == b"hello from the guest\n", "the write never reached the host"
+    assert seen == want, f"the host saw {len(seen)} of {len(want)} bytes"
     assert still_running, "the container ended first: the test proves nothing"

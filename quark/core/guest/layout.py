@@ -45,7 +45,17 @@ PORT_SYSCALL = 0x80
 PORT_EXCEPTION = 0x81
 PORT_DOORBELL = 0x82              # QCall: an ioeventfd, never a return to user space
 STUB_GATE_QCALL = 0x1800          # the QCall gate, in the same per-vCPU gate page
-STUB_QCALL_SPIN = 0x1880          # its spin loop; from here on the call was posted
+STUB_QCALL_POST = 0x1850          # where it posts a call the fast path left
+STUB_QCALL_SPIN = 0x18C0          # its spin loop; from here on the call was posted
+STUB_GATE_PROLOGUE = 0x44         # each gate's first bytes: arguments to the mailbox
+STUB_GATE_EXIT = 0x1080           # the exit path (calls the fast path left)
+STUB_GATE_RESTART = 0x10C0        # the host restarts an abandoned fast call here
+# The fast path (supervisor_pvm.S, quark/kernel/gateio.py): from STUB_FAST to
+# STUB_FAST_COMMITTED a call can be abandoned (nothing it did is visible as a result);
+# from there to STUB_FAST_END it is complete and only the return is left.
+STUB_FAST = 0x1100
+STUB_FAST_COMMITTED = 0x178C
+STUB_FAST_END = 0x1800
 
 # Mailbox words (supervisor_pvm.S: mb_nr, mb_a0..mb_a5).
 MB_NR = 0
@@ -56,6 +66,20 @@ MB_WAIT = 0x40
 MB_BOUNCE = 0x44
 MB_RET = 0x48
 MB_POLLING = 0x50
+MB_WKICK = 0x54
+MB_R11 = 0x58
+MB_RES = 0x60
+MB_SLOW = 0x68
+MB_GRANTS = 0x70
+MB_WCAP = 0x74
+MB_WHEAD = 0x78
+MB_WNEW = 0x7C
+MB_WBASE = 0x80
+MB_WTAIL = 0x88
+MB_FDKIND = 0x90
+GATE_FDS = 64                     # fds below this may hold grants
+FAST_MAX = 1 << 20                # larger transfers take the slow path
+K_READ_ZERO, K_READ_EOF, K_WRITE_DISCARD, K_WRITE_RING = 1, 2, 4, 8
 QC_IDLE, QC_SUBMITTED, QC_RUNNING, QC_DONE, QC_BOUNCED = 0, 1, 2, 3, 4
 
 # iret frame pushed on the RSP0 stack by a fault from user mode, after the stub's two

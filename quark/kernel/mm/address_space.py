@@ -115,6 +115,7 @@ class AddressSpace:
         self.quarantine: list[int] = [] # frames freed meanwhile (see _free_pages)
         self.exe_text: tuple[dict[Any, int], Any] | None = None   # see hold_text
         self.text_cache: Any = getattr(machine, "text_cache", None)  # mm/textcache.py
+        self.write_ring = 0             # the gate's write ring (fs/host/writebehind.py)
 
     @property
     def cr3(self) -> int:
@@ -775,6 +776,7 @@ class AddressSpace:
         if self.exe_text is not None:
             child.hold_text(*self.exe_text)     # fork copies the mm's exe_file too
         child.stack_top, child.mmap_top = self.stack_top, self.mmap_top
+        child.write_ring = self.write_ring      # its copy is the child's to use
         return child
 
     def _fork_cow(self, child: AddressSpace) -> None:

@@ -18,19 +18,35 @@ from quark.kernel.errors import LinuxError
 _IOVEC = struct.Struct("<QQ")
 
 
-def buffer(t: Any, addr: int, count: int, write: bool) -> list[memoryview]:
-    """``write=True``: the kernel stores into the buffer (a read(2))."""
+def buffer(t: Any, addr: int, count: int, write: bool,
+           partial: bool | None = None) -> list[memoryview]:
+    """``write=True``: the kernel stores into the buffer (a read(2)). ``partial``:
+    a bad page ends the buffer short instead of failing it (default: for reads)."""
     if count > MAX_RW_COUNT:
         count = MAX_RW_COUNT
     elif count == 0:
         return []
     # A read that runs into a bad page returns what fits (copy_to_user stops
-    # short); a write from a bad buffer is EFAULT (pipes commit nothing on a fault).
-    views: list[memoryview] = t.mm.iovecs(addr, count, write, partial=write)
+    # short); a write from a bad buffer is EFAULT for pipes (they commit nothing on
+    # a fault) but short for regular files (generic_perform_write keeps what it
+    # copied): File.partial_writes.
+    views: list[memoryview] = t.mm.iovecs(addr, count, write,
+                                          partial=write if partial is None else partial)
     return views
 
 
-def iovec_array(t: Any, addr: int, cnt: int, write: bool) -> list[memoryview]:
+def discarded(addr: int, count: int) -> int:
+    """write(2) to a file that never reads the buffer (/dev/null, /dev/zero):
+    vfs_write's access_ok and the MAX_RW_COUNT clamp, nothing else."""
+    if addr + count > TASK_SIZE or addr + count < addr:
+        raise LinuxError(EFAULT)
+    return min(count, MAX_RW_COUNT)
+
+
+def iovec_array(t: Any, addr: int, cnt: int, write: bool,
+                partial: bool | None = None) -> list[memoryview]:
+    """``partial`` as for ``buffer``: the transfer ends short at a bad page."""
+    short = write if partial is None else partial
     if cnt > IOV_MAX or cnt < 0:
         raise LinuxError(EINVAL)
     if cnt == 0:
@@ -49,9 +65,9 @@ def iovec_array(t: Any, addr: int, cnt: int, write: bool) -> list[memoryview]:
         ln = min(ln, MAX_RW_COUNT - total)
         if ln:
             try:
-                got = t.mm.iovecs(base, ln, write, partial=write)
+                got = t.mm.iovecs(base, ln, write, partial=short)
             except LinuxError:
-                if out and write:
+                if out and short:
                     break       # a read stops short at the first bad segment
                 raise
             out.extend(got)

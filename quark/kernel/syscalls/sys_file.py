@@ -28,9 +28,10 @@ from quark.kernel.abi.linux import (
     O_WRONLY,
     SEEK_HOLE,
 )
+from quark.kernel import gateio
 from quark.kernel.errors import LinuxError
 from quark.kernel.syscalls.args import SyscallArgs
-from quark.kernel.syscalls.iov import buffer, iovec_array
+from quark.kernel.syscalls.iov import buffer, discarded, iovec_array
 from quark.kernel.syscalls.table import fast, syscall
 from quark.kernel.vfs import at, ops
 from quark.kernel.vfs.fdtable import nofile_limit
@@ -72,7 +73,10 @@ async def sys_read(t: Task, a: SyscallArgs) -> int:
     """read(2)."""
     fd, buf, count = a.int(0), a.ptr(1), a.size(2)
     f = _readable(t, fd)
-    return await f.readv(t, buffer(t, buf, count, True), None)
+    n = await f.readv(t, buffer(t, buf, count, True), None)
+    if f.gate_kinds is not None:
+        gateio.grant_device(t, fd, f, False)
+    return n
 
 
 @syscall(1, "write")
@@ -80,7 +84,13 @@ async def sys_write(t: Task, a: SyscallArgs) -> int:
     """write(2)."""
     fd, buf, count = a.int(0), a.ptr(1), a.size(2)
     f = _writable(t, fd)
-    return await f.writev(t, buffer(t, buf, count, False), None)
+    if f.discards_writes:
+        n = discarded(buf, count)
+    else:
+        n = await f.writev(t, buffer(t, buf, count, False, f.partial_writes), None)
+    if f.gate_kinds is not None:
+        gateio.grant_device(t, fd, f, True)
+    return n
 
 
 @syscall(17, "pread64")
@@ -94,7 +104,9 @@ async def sys_pread64(t: Task, a: SyscallArgs) -> int:
 async def sys_pwrite64(t: Task, a: SyscallArgs) -> int:
     fd, buf, count, pos = a.int(0), a.ptr(1), a.size(2), a.long(3)
     f = _positional(t, fd, pos, write=True)
-    return await f.writev(t, buffer(t, buf, count, False), pos)
+    if f.discards_writes:
+        return discarded(buf, count)
+    return await f.writev(t, buffer(t, buf, count, False, f.partial_writes), pos)
 
 
 @syscall(19, "readv")
@@ -108,7 +120,7 @@ async def sys_readv(t: Task, a: SyscallArgs) -> int:
 async def sys_writev(t: Task, a: SyscallArgs) -> int:
     fd, iov, cnt = a.int(0), a.ptr(1), a.ulong(2)
     f = _writable(t, fd)
-    return await f.writev(t, iovec_array(t, iov, cnt, False), None)
+    return await f.writev(t, iovec_array(t, iov, cnt, False, f.partial_writes), None)
 
 
 @syscall(295, "preadv")
@@ -123,7 +135,7 @@ async def sys_preadv(t: Task, a: SyscallArgs) -> int:
 async def sys_pwritev(t: Task, a: SyscallArgs) -> int:
     fd, iov, cnt, pos = a.int(0), a.ptr(1), a.ulong(2), a.long(3)
     f = _positional(t, fd, pos, write=True)
-    return await f.writev(t, iovec_array(t, iov, cnt, False), pos)
+    return await f.writev(t, iovec_array(t, iov, cnt, False, f.partial_writes), pos)
 
 
 # ---- the same four calls as plain functions (taskrun's fast path) on files whose
@@ -134,29 +146,43 @@ async def sys_pwritev(t: Task, a: SyscallArgs) -> int:
 # the call extends the run or reads a memory device.
 @fast(0)
 def fast_read(t: Task, raw: tuple[int, ...]) -> int | None:
-    f = _readable(t, raw[0] & 0xFFFFFFFF)
+    fd = raw[0] & 0xFFFFFFFF
+    f = _readable(t, fd)
     if not f.sync_io:
         return None
     wb = t.kernel.write_behind
     if wb.file is not None and f.read_observes:
-        wb.flush()
-    return f.readv_now(buffer(t, raw[1], raw[2], True), None)
+        wb.flush(t)
+    n = f.readv_now(buffer(t, raw[1], raw[2], True), None)
+    if f.gate_kinds is not None:
+        gateio.grant_device(t, fd, f, False)
+    return n
 
 
 @fast(1)
 def fast_write(t: Task, raw: tuple[int, ...]) -> int | None:
-    f = _writable(t, raw[0] & 0xFFFFFFFF)
+    fd = raw[0] & 0xFFFFFFFF
+    f = _writable(t, fd)
     if not f.sync_io:
         return None
-    bufs = buffer(t, raw[1], raw[2], False)
+    if f.discards_writes:
+        if t.kernel.write_behind.file is not None:
+            t.kernel.write_behind.flush(t)
+        n = discarded(raw[1], raw[2])
+        gateio.grant_device(t, fd, f, True)
+        return n
+    bufs = buffer(t, raw[1], raw[2], False, f.partial_writes)
     wb = t.kernel.write_behind
     if wb.enabled and f.behind_ok():
-        n: int | None = wb.add(f, bufs)
+        n: int | None = wb.add(t, fd, f, bufs)
         if n is not None:
             return n
     elif wb.file is not None:
-        wb.flush()
-    return f.writev_now(bufs, None)
+        wb.flush(t)
+    n = f.writev_now(bufs, None)
+    if f.gate_kinds is not None:
+        gateio.grant_device(t, fd, f, True)
+    return n
 
 
 @fast(17)
@@ -174,7 +200,9 @@ def fast_pwrite64(t: Task, raw: tuple[int, ...]) -> int | None:
     f = _positional(t, raw[0] & 0xFFFFFFFF, -1 if pos >> 63 else pos, write=True)
     if not f.sync_io:
         return None
-    return f.writev_now(buffer(t, raw[1], raw[2], False), pos)
+    if f.discards_writes:
+        return discarded(raw[1], raw[2])
+    return f.writev_now(buffer(t, raw[1], raw[2], False, f.partial_writes), pos)
 
 
 # ---- open

@@ -67,6 +67,14 @@ class File:
     # False when reading it cannot observe a file's contents (memory devices): a
     # pending write-behind run (fs/host/writebehind.py) may then wait.
     read_observes = True
+    # What the gate may answer by itself on an fd of it once a call succeeded
+    # (kernel/gateio.py): (read kind, write kind) of layout.K_*, or None.
+    gate_kinds: tuple[int, int] | None = None
+    # write(2) never reads the buffer (/dev/null, /dev/zero): only its range is checked.
+    discards_writes = False
+    # A write from a buffer that turns bad part way is short, not EFAULT (regular
+    # files; a pipe commits nothing).
+    partial_writes = False
     # Advisory locks (vfs/locks.py): the inode's lock context once this File held a
     # flock or OFD lock, and its cached inode key.
     lock_ctx: Any = None

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -36,6 +37,28 @@ int main(void)
     SHOW("read across the end of a mapping", syscall(SYS_read, fd, half + 4096 - 5, 10));
     say("  got: %.5s\n", half + 4096 - 5);
     SHOW("pread into unmapped", syscall(SYS_pread64, fd, gone, 10, 0));
+    /* A regular file keeps what came before the bad page (generic_perform_write);
+     * a pipe takes nothing; /dev/null never reads the buffer at all. */
+    int wf = open("/badptr.out", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    memset(half, 'h', 4096);
+    SHOW("write to a file across the end of a mapping",
+         syscall(SYS_write, wf, half + 4096 - 5, 10));
+    SHOW("  file size", lseek(wf, 0, SEEK_END));
+    SHOW("pwrite to a file across the end of a mapping",
+         syscall(SYS_pwrite64, wf, half + 4096 - 3, 10, 100));
+    int pp[2];
+    if (pipe(pp) == 0)
+        SHOW("write to a pipe across the end of a mapping",
+             syscall(SYS_write, pp[1], half + 4096 - 5, 10));
+    mkdir("/dev", 0755);            /* natively a chroot of a copied rootfs has no nodes */
+    mknod("/dev/null", S_IFCHR | 0666, makedev(1, 3));
+    int dn = open("/dev/null", O_WRONLY);
+    SHOW("write(/dev/null, unmapped, 10)", syscall(SYS_write, dn, gone, 10));
+    SHOW("write(/dev/null, kernel address, 10)", syscall(SYS_write, dn, kernel, 10));
+    SHOW("pwrite(/dev/null, NULL, 10)", syscall(SYS_pwrite64, dn, NULL, 10, 0));
+    struct iovec wv[2] = {{"ok", 2}, {gone, 10}};
+    SHOW("writev to a file, bad second iovec", syscall(SYS_writev, wf, wv, 2));
+    SHOW("writev to a pipe, bad second iovec", syscall(SYS_writev, pp[1], wv, 2));
     SHOW("fstat(fd, 1)", syscall(SYS_fstat, fd, (void *)1));
     SHOW("stat(path, unmapped)", syscall(SYS_stat, "/data/hello.txt", gone));
     SHOW("stat(unmapped, buf)", syscall(SYS_stat, gone, gone));

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from quark.core.guest.layout import K_READ_EOF, K_READ_ZERO, K_WRITE_DISCARD
 from quark.kernel.abi.linux import ENOSPC, ENXIO
 from quark.kernel.errors import LinuxError
 from quark.kernel.fs.dev.registry import register_char
@@ -52,6 +53,9 @@ class DeviceFile(File):
 
 
 class NullFile(DeviceFile):
+    gate_kinds = (K_READ_EOF, K_WRITE_DISCARD)
+    discards_writes = True
+
     def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         return 0
 
@@ -61,6 +65,9 @@ class NullFile(DeviceFile):
 
 class ZeroFile(DeviceFile):
     mmap_ok = True
+    gate_kinds = (K_READ_ZERO, K_WRITE_DISCARD)
+    discards_writes = True
+
     def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         return fill_zero(bufs)
 
@@ -73,6 +80,9 @@ class ZeroFile(DeviceFile):
 
 class FullFile(ZeroFile):
     mmap_ok = False     # Linux's full_fops has no mmap
+    gate_kinds = (K_READ_ZERO, 0)
+    discards_writes = False
+
     def writev_now(self, bufs: list[memoryview], offset: int | None) -> int:
         if not any(len(b) for b in bufs):
             return 0
@@ -80,7 +90,8 @@ class FullFile(ZeroFile):
 
 
 class RandomFile(DeviceFile):
-    """random and urandom: both non-blocking since Linux 5.6 once seeded."""
+    """random and urandom: both non-blocking since Linux 5.6 once seeded. A write
+    reads its buffer (it mixes it in), so the gate may not answer one."""
 
     def readv_now(self, bufs: list[memoryview], offset: int | None) -> int:
         n = 0

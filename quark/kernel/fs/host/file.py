@@ -88,6 +88,7 @@ class HostFile(File):
 
     seekable = True
     mmap_ok = True
+    partial_writes = True
     # Regular files have no readiness to wait for; a wait for the disk is
     # uninterruptible in Linux too, so it may hold the dispatcher.
     sync_io = True
@@ -200,8 +201,8 @@ class HostFile(File):
 
     def release(self) -> None:
         wb = self.write_behind
-        if wb is not None and wb.file is self:
-            wb.flush()
+        if wb is not None:
+            wb.released(self)
         if self.writer is not None:
             textcache.writer_closed(self.writer)
             self.writer = None

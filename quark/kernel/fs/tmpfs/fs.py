@@ -370,6 +370,7 @@ def _lister(t: Any, loc: Location) -> Any:
 class TmpFile(File):
     seekable = True
     mmap_ok = True
+    partial_writes = True
 
     def __init__(self, node: TmpNode, flags: int, path: str, loc: Location) -> None:
         super().__init__(flags, path, loc)
