@@ -80,6 +80,13 @@ def _tss(rsp0: int) -> tuple[bytes, int]:
     return bytes(tss), len(tss) - 1
 
 
+def user_rflags(value: int) -> int:
+    """RFLAGS a guest value may give user mode (as enter_user): arithmetic flags, TF,
+    DF, AC and ID; never IOPL, NT, RF or VM; IF always set. R11 and the mailbox
+    are the guest's to write, so a value from them passes through here."""
+    return value & 0x3C0FD5 | 0x202
+
+
 class Vcpu:
     def __init__(self, machine: Machine, index: int) -> None:  # type: ignore[name-defined]  # noqa: F821
         self.machine = machine
@@ -172,7 +179,7 @@ class Vcpu:
         """Set the vCPU to start user mode at ``regs`` (rip, rsp, rflags and all GPRs)
         in address space ``cr3`` the next time it runs."""
         _IRET.pack_into(self.machine.mem.map, self.iret_pa,
-                        regs.rip, L.SEL_UCODE, (regs.rflags | 0x2) & 0x3C0FD5 | 0x200,
+                        regs.rip, L.SEL_UCODE, user_rflags(regs.rflags),
                         regs.rsp, L.SEL_UDATA)
         s = self.sregs
         s.cr3 = cr3
@@ -340,7 +347,7 @@ class Vcpu:
         if (L.STUB_GATE <= off < L.STUB_GATE + L.STUB_GATE_PROLOGUE
                 or L.STUB_GATE_QCALL <= off < L.STUB_GATE_QCALL + L.STUB_GATE_PROLOGUE):
             # Posting the arguments changes no register: they are the user's.
-            regs.rip, regs.rflags = regs.rcx - 2, regs.r11
+            regs.rip, regs.rflags = regs.rcx - 2, user_rflags(regs.r11)
             return True
         if not L.STUB_FAST <= off < L.STUB_FAST_END:
             return False
@@ -348,7 +355,8 @@ class Vcpu:
         regs.rsi = mb64[(L.MB_ARGS + 8) // 8]
         regs.rdx = mb64[(L.MB_ARGS + 16) // 8]
         regs.rcx = mb64[L.MB_RET // 8]
-        regs.r11 = regs.rflags = mb64[L.MB_R11 // 8]
+        regs.r11 = mb64[L.MB_R11 // 8]
+        regs.rflags = user_rflags(regs.r11)
         if off >= L.STUB_FAST_COMMITTED:
             regs.rax, regs.rip = mb64[L.MB_RES // 8], regs.rcx
         else:
@@ -386,7 +394,7 @@ class Vcpu:
     def set_fault_return(self, rip: int, rsp: int, rflags: int) -> None:
         """Make the stub's iretq resume user mode at rip/rsp (signal delivery)."""
         _IRET.pack_into(self.machine.mem.map, self.frame_pa + 16,
-                        rip, L.SEL_UCODE, (rflags | 0x2) & 0x3C0FD5 | 0x200, rsp, L.SEL_UDATA)
+                        rip, L.SEL_UCODE, user_rflags(rflags), rsp, L.SEL_UDATA)
 
     def cr2(self) -> int:
         return int(kvm_ffi.get_sregs(self.fd, self.sregs).cr2)

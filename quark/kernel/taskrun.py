@@ -32,6 +32,7 @@ from quark.core.guest.layout import (
     PORT_SYSCALL,
     QC_SUBMITTED,
 )
+from quark.core.vcpu import user_rflags
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
 from quark.kernel.fs.host.writebehind import DRAIN_AT
@@ -187,7 +188,7 @@ def _return_slow(t: Task, vcpu: Any, nr: int, result: int) -> bool:
         ctx = UserCtx(regs)
     else:
         regs = vcpu.get_regs()
-        regs.rip, regs.rflags = regs.rcx, regs.r11
+        regs.rip, regs.rflags = regs.rcx, user_rflags(regs.r11)   # R11: the guest's
         regs.rax = result & _M64
         ctx = UserCtx(regs, nr, result)
     if not deliver(t, ctx) or not _freeze_point(t):

@@ -93,6 +93,13 @@ def test_a_signal_finds_the_call_not_started_or_complete(vcpus) -> None:
         r = _regs(v, off)
         assert v.gate_rewind(r)
         assert (r.rip, r.rax, r.rcx, r.rflags) == (ret, 4096, ret, flags)
+    # RFLAGS come from R11 or the mailbox, the guest's to write: never IOPL or NT.
+    _post(v, nr=0, a0=4, a1=0x7000, a2=4096, ret=ret, r11=0x7246, res=0)
+    for off in (L.STUB_FAST + 0x10, L.STUB_FAST_COMMITTED):
+        r = _regs(v, off)
+        assert v.gate_rewind(r) and r.rflags == 0x246
+    r = _regs(v, L.STUB_GATE + 8, rcx=ret, r11=0x7046)
+    assert v.gate_rewind(r) and r.rflags == 0x246
     # Past the prologue of the QCall gate, or at the exit path: not the fast path's.
     for off in (L.STUB_QCALL_POST, L.STUB_QCALL_SPIN, L.STUB_GATE_EXIT, L.STUB_GATE_RESTART):
         assert not v.gate_rewind(_regs(v, off))
