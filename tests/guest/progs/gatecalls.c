@@ -182,6 +182,39 @@ int main(void)
     struct stat sb;
     fstat(fd, &sb);
     say("after fork: child status %d, size %ld\n", WEXITSTATUS(st), (long)sb.st_size);
+
+    /* A hostile program takes quark's write ring away (natively there is none):
+     * unmapped mid-stream, then something else mapped at its place. What reaches
+     * the file must not change. (A burst of writes, as dd's, makes the ring: quark
+     * makes one only while its poller is awake.) */
+    for (int step = 0; step < 2; step++) {
+        for (int i = 0; i < 200; i++) {
+            memset(buf, '0' + step * 20 + i % 40, 512);
+            if (write(fd, buf, 512) != 512)
+                die("write before the ring goes");
+        }
+        unsigned long lo = 0, hi = 0;
+        FILE *maps = fopen("/proc/self/maps", "r");
+        char line[512];
+        while (maps && fgets(line, sizeof line, maps))
+            if (strstr(line, "[quark-ring]"))
+                sscanf(line, "%lx-%lx", &lo, &hi);
+        if (maps)
+            fclose(maps);
+        if (lo) {
+            munmap((void *)lo, hi - lo);
+            if (step)
+                mmap((void *)lo, hi - lo, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        }
+        for (int i = 0; i < 20; i++) {
+            memset(buf, 'A' + step * 20 + i % 26, 512);
+            if (write(fd, buf, 512) != 512)
+                die("write after the ring went");
+        }
+    }
+    fstat(fd, &sb);
+    say("after the ring was taken away: size %ld\n", (long)sb.st_size);
     unsigned long s = 0;
     lseek(other, 0, SEEK_SET);
     ssize_t n;

@@ -48,6 +48,9 @@ import logging
 import os
 from typing import Any
 
+from quark.core.guest.layout import GATE_FDS
+from quark.kernel import gateio
+from quark.kernel.abi.linux import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
 from quark.kernel.errors import LinuxError
 
 log = logging.getLogger("quark.kernel")
@@ -128,9 +131,6 @@ class WriteBehind:
 
     def _start_ring(self, t: Any, fd: int, f: Any) -> None:
         """Move the run of ``t`` on ``fd`` into a ring its gate fills."""
-        from quark.core.guest.layout import GATE_FDS
-        from quark.kernel import gateio
-        from quark.kernel.abi.linux import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
         if fd >= GATE_FDS or not gateio.eligible(t, ring=True):
             return
         mm = t.mm
@@ -139,7 +139,6 @@ class WriteBehind:
         if vma is None or (vma.start, vma.end, vma.name, vma.prot) != (base, base + RING, RING_NAME,
                                                                       PROT_READ | PROT_WRITE):
             # None yet, or the task unmapped it or mapped over it since: a new one.
-            from quark.kernel.abi.linux import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
             try:
                 # Small enough to be populated at once: the gate's copies never fault.
                 base = mm.mmap(0, RING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
