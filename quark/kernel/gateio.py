@@ -7,7 +7,8 @@ user mode on the task's own page tables, so it can move a caller's bytes itself
 wrote into this vCPU's mailbox, per fd below ``GATE_FDS``:
 
 - K_READ_ZERO / K_READ_EOF: read(2) of /dev/zero (and /dev/full) / of /dev/null;
-- K_WRITE_DISCARD: write(2) to /dev/null, /dev/zero, /dev/random and the like;
+- K_WRITE_DISCARD: write(2) to /dev/null and /dev/zero, which never read the buffer
+  (/dev/random's writes do: no grant);
 - K_WRITE_RING: write(2) into the task's write ring, which write-behind drains into
   a rootfs file (fs/host/writebehind.py).
 
