@@ -127,6 +127,28 @@ def make_bundle(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture
+def small_tmpfs() -> Iterable[Callable[[Path, int], Path]]:
+    """small_tmpfs(dir, size) -> dir, a tmpfs of ``size`` bytes mounted there (for
+    ENOSPC); unmounted after the test. Skips without root or where mounting fails."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(d: Path, size: int) -> Path:
+        d.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
+                           check=False, capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], check=False, capture_output=True)
+
+
 # -- static programs -------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

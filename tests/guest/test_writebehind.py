@@ -94,39 +94,23 @@ def test_the_host_sees_a_pending_run_while_the_container_runs(
 
 @pytest.mark.kvm
 def test_enospc_comes_from_dd_at_the_same_byte_as_natively(
-        tmp_path: Path, quark_run: Callable[..., object]) -> None:
+        tmp_path: Path, quark_run: Callable[..., object],
+        small_tmpfs: Callable[[Path, int], Path]) -> None:
     """dd fills a small filesystem as the container's rootfs: its writes go through
     the gate's write ring until the free space nears RESERVE, then straight to the
     host. Natively (a chroot of the same rootfs on a filesystem of the same size) and
     under quark, dd must stop with ENOSPC after the same number of bytes."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     from quark.tools.bundle import make_rootfs
-    size = 24 << 20
-    roots = []
-    try:
-        for name in ("native", "quark"):
-            d = tmp_path / name
-            d.mkdir()
-            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
-                               check=False, capture_output=True, text=True)
-            if r.returncode:
-                pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-            roots.append(d)
-            make_rootfs(d)
-        dev = roots[0] / "dev"
-        dev.mkdir(exist_ok=True)
-        os.mknod(dev / "zero", 0o666 | 0o020000, os.makedev(1, 5))
-        (roots[1] / "dev").mkdir(exist_ok=True)   # the same usage on both
-        os.mknod(roots[1] / "dev" / "zero", 0o666 | 0o020000, os.makedev(1, 5))
-        script = "dd if=/dev/zero of=/fill bs=4k 2>/dev/null; echo status $?; wc -c < /fill"
-        native = subprocess.run(["chroot", str(roots[0]), "/bin/sh", "-c", script],
-                                capture_output=True, text=True, timeout=120)
-        got = quark_run(roots[1], ["/bin/sh", "-c", script])   # (the defaults: ring on)
-        assert native.stdout.startswith("status 1\n"), native.stdout + native.stderr
-        assert int(native.stdout.split()[-1]) > 8 << 20, "the ring never had room"
-        assert got.stdout == native.stdout, got.stderr  # type: ignore[attr-defined]
-        assert (roots[1] / "fill").stat().st_size == int(native.stdout.split()[-1])
-    finally:
-        for d in roots:
-            subprocess.run(["umount", "-l", str(d)], check=False, capture_output=True)
+    roots = [small_tmpfs(tmp_path / name, 24 << 20) for name in ("native", "quark")]
+    for d in roots:
+        make_rootfs(d)
+        (d / "dev").mkdir(exist_ok=True)    # the same usage on both; natively used
+        os.mknod(d / "dev" / "zero", 0o666 | 0o020000, os.makedev(1, 5))
+    script = "dd if=/dev/zero of=/fill bs=4k 2>/dev/null; echo status $?; wc -c < /fill"
+    native = subprocess.run(["chroot", str(roots[0]), "/bin/sh", "-c", script],
+                            capture_output=True, text=True, timeout=120)
+    got = quark_run(roots[1], ["/bin/sh", "-c", script])   # (the defaults: ring on)
+    assert native.stdout.startswith("status 1\n"), native.stdout + native.stderr
+    assert int(native.stdout.split()[-1]) > 8 << 20, "the ring never had room"
+    assert got.stdout == native.stdout, got.stderr  # type: ignore[attr-defined]
+    assert (roots[1] / "fill").stat().st_size == int(native.stdout.split()[-1])

@@ -146,9 +146,7 @@ gate_restart:
         mov dword ptr [rip + mb_bounce], 1
         mov rax, [rip + mb_nr]
         mov rcx, [rip + mb_ret]
-        out 0x80, al
-        mov rax, [rip + mb_nr]
-        jmp rcx
+        jmp gate_exit
 
         /* ---- the fast path (quark/kernel/gateio.py): calls answered inside the
          * gate, with no exit and no doorbell, on fds the host granted in this

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -146,49 +146,37 @@ def _fill(write: object, limit: int) -> tuple[int, int]:
     return done, 0
 
 
-def test_enospc_comes_from_write_at_the_same_byte_as_natively(tmp_path: Path) -> None:
+def test_enospc_comes_from_write_at_the_same_byte_as_natively(
+        tmp_path: Path, small_tmpfs: Callable[[Path, int], Path]) -> None:
     """Differential: fill a small tmpfs natively and through the fast write with
     write-behind on; both must fail with ENOSPC after the same number of bytes."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     size = LIMIT + RESERVE + 24 * BLOCK          # several runs, then the reserve
-    mounts = []
-    try:
-        for name in ("native", "quark"):
-            d = tmp_path / name
-            d.mkdir()
-            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
-                               check=False, capture_output=True, text=True)
-            if r.returncode:
-                pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-            mounts.append(d)
-        block = bytes(range(256)) * (BLOCK // 256)
-        nfd = os.open(tmp_path / "native" / "f", os.O_WRONLY | os.O_CREAT, 0o644)
+    for name in ("native", "quark"):
+        small_tmpfs(tmp_path / name, size)
+    block = bytes(range(256)) * (BLOCK // 256)
+    nfd = os.open(tmp_path / "native" / "f", os.O_WRONLY | os.O_CREAT, 0o644)
 
-        def native() -> int:
-            try:
-                return os.write(nfd, block)
-            except OSError as e:
-                return -(e.errno or 0)
-        want = _fill(native, 2 * size)
-        os.close(nfd)
+    def native() -> int:
+        try:
+            return os.write(nfd, block)
+        except OSError as e:
+            return -(e.errno or 0)
+    want = _fill(native, 2 * size)
+    os.close(nfd)
 
-        t = _task(tmp_path / "quark")
-        fd = _open(t, "/f", O_WRONLY)
-        buf = t.mm.put(block)
-        taken = []
+    t = _task(tmp_path / "quark")
+    fd = _open(t, "/f", O_WRONLY)
+    buf = t.mm.put(block)
+    taken = []
 
-        def quark() -> int:
-            r = _fast(t, 1, fd, buf, BLOCK)
-            assert r is not None
-            taken.append(t.kernel.write_behind.file is not None)
-            return r
-        got = _fill(quark, 2 * size)
-        assert want[1] == errno.ENOSPC
-        assert got == want
-        assert any(taken), "no write was gathered: the test proves nothing"
-        call(t, SYS_close, fd)
-        assert (tmp_path / "quark" / "f").stat().st_size == want[0]
-    finally:
-        for d in mounts:
-            subprocess.run(["umount", "-l", str(d)], check=False, capture_output=True)
+    def quark() -> int:
+        r = _fast(t, 1, fd, buf, BLOCK)
+        assert r is not None
+        taken.append(t.kernel.write_behind.file is not None)
+        return r
+    got = _fill(quark, 2 * size)
+    assert want[1] == errno.ENOSPC
+    assert got == want
+    assert any(taken), "no write was gathered: the test proves nothing"
+    call(t, SYS_close, fd)
+    assert (tmp_path / "quark" / "f").stat().st_size == want[0]
