@@ -39,7 +39,9 @@ bytes or the poller goes idle (the gate rings the doorbell after its next write
 when the poller asked for it). A ring write that has not reached its commit store
 when a drain reads the head is a call still in progress, which a concurrent reader
 may or may not see, as on Linux. A write that finds the ring full goes to the host,
-which drains and takes it.
+which drains and takes it. The ring is the process's own memory: a program that
+stores into it between two writes changes what reaches its file (natively there is
+no such mapping); unmapping it or mapping over it loses nothing (gatecalls.c).
 """
 
 from __future__ import annotations
