@@ -24,8 +24,10 @@ _KSLOT = (KBASE >> 39) & 511
 
 
 class PageTable:
-    """One address space's tables. The last lower-half PML4 slot points at the shared
-    table of the machine's own pages (``kernel_pdpt``)."""
+    """One address space's tables. The last lower-half PML4 slot points at a table of
+    this space's own whose first entry is that of the machine's shared one
+    (``kernel_pdpt``: IDT, stub, per-vCPU pages); its second GiB holds the gates and
+    mailboxes of the vCPUs this space's tasks run on (layout.GATES_KVA)."""
 
     __slots__ = ("_pt", "_tables", "alloc", "buf", "mem", "root")
 
@@ -37,7 +39,10 @@ class PageTable:
         self._tables: list[int] = [self.root]   # every table frame this space owns
         self._pt: dict[int, int] = {}           # va >> 21 -> leaf table frame
         if kernel_pdpt is not None:
-            _Q.pack_into(self.buf, self.root + 8 * _KSLOT, kernel_pdpt | _TABLE)
+            own = alloc.alloc_table()
+            self._tables.append(own)
+            self.buf[own:own + 8] = self.buf[kernel_pdpt:kernel_pdpt + 8]
+            _Q.pack_into(self.buf, self.root + 8 * _KSLOT, own | _TABLE)
 
     def _leaf_table(self, va: int, create: bool) -> int:
         key = va >> 21

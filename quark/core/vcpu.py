@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import struct
 from enum import Enum
+from typing import Any
 
 from quark.core import kvm_ffi
 from quark.core.guest import layout as L
@@ -100,7 +101,7 @@ class Vcpu:
         self.stack_top_kva = L.kva(base + L.VCPU_STACK_TOP)
         self.frame_pa = base + L.VCPU_STACK_TOP - 8 * 7       # fault frame (7 words)
         self.iret_pa = base + L.VCPU_STACK_TOP - 8 * 5        # enter_user frame
-        self.gate_kva = L.kva(base + L.VCPU_GATE)
+        self.gate_kva = L.gate_kva(index)       # mapped per address space (attach)
         self.qcall = bool(getattr(machine, "qcall", False))
         entry = self.gate_kva + (L.STUB_GATE_QCALL - L.STUB_GATE if self.qcall else 0)
         self.gate_end_kva = self.gate_kva + L.PAGE
@@ -116,8 +117,6 @@ class Vcpu:
             (base + L.VCPU_TSS, RW | NX),
             (base + L.VCPU_STACK, RW | NX),
             (base + L.VCPU_STACK + L.PAGE, RW | NX),
-            (base + L.VCPU_GATE, US),             # user: read + execute, no write
-            (base + L.VCPU_MAILBOX, US | RW | NX),
         ])
 
         self.fd = kvm_ffi.create_vcpu(machine.vm_fd, index)
@@ -172,6 +171,22 @@ class Vcpu:
         s.gdt.base, s.gdt.limit = L.kva(base + L.VCPU_GDT), 9 * 8 - 1
         s.idt.base, s.idt.limit = L.kva(L.IDT_PA), 256 * 16 - 1
         s.cr0, s.cr4, s.efer = CR0, CR4, EFER
+
+    # ---- the gate and mailbox in the address spaces of the tasks running here
+
+    def attach(self, pt: Any) -> None:
+        """Map this vCPU's gate (user: read + execute) and mailbox (user: read +
+        write) into ``pt``, before a task of that space runs here."""
+        pt.map(self.gate_kva, self.base_pa + L.VCPU_GATE, US)
+        pt.map(self.gate_kva + L.PAGE, self.mailbox_pa, US | RW | NX)
+
+    def detach(self, pt: Any) -> None:
+        """Unmap them from ``pt`` (the task left it: exit, exec). The translations
+        must go from KVM's shadow too (PVM.md): the frames keep their content."""
+        pt.unmap(self.gate_kva)
+        pt.unmap(self.gate_kva + L.PAGE)
+        self.machine.mem.invalidate(self.base_pa + L.VCPU_GATE, L.PAGE)
+        self.machine.mem.invalidate(self.mailbox_pa, L.PAGE)
 
     # ---- entering user mode
 

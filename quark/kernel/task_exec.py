@@ -134,6 +134,9 @@ async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes], envp: lis
                 other.vcpu.kick(KICK_SIGNAL)
     exit_robust_list(t)         # while the old memory is still the task's
     old = t.mm
+    if t.vcpu is not None:          # the gate and mailbox move to the new space
+        t.vcpu.detach(old.pt)
+        t.vcpu.attach(mm.pt)
     t.mm = mm
     old.users -= 1
     if old.users <= 0:

@@ -69,6 +69,7 @@ def run_task(t: Task) -> None:
     try:
         with k.lock:
             vcpu.gate_clear()       # a pooled vCPU: nothing of its last task's
+            vcpu.attach(t.mm.pt)    # its gate and mailbox, in this task's space only
             t.vcpu = vcpu
             vcpu.task = t
             regs = t.start_regs
@@ -85,6 +86,7 @@ def run_task(t: Task) -> None:
     finally:
         with k.lock:
             from quark.kernel.task_exit import exit_task
+            vcpu.detach(t.mm.pt)    # before the space may be released with it
             exit_task(t)
             vcpu.gate_clear()
             t.vcpu = None

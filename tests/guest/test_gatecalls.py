@@ -44,3 +44,57 @@ def test_the_gate_off_or_on_gives_the_same_answers(
         out[mode] = r.stdout
     assert out["on"] == out["off"]
     assert out["on"].endswith("done\n")
+
+
+# Scans the gate region (layout.GATES_KVA) for mailboxes it can read while three
+# children sleep on their own vCPUs: only the scanner's own must be there.
+SCAN = r"""
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static sigjmp_buf env;
+static void on_segv(int sig) { (void)sig; siglongjmp(env, 1); }
+int main(void)
+{
+    pid_t kids[3];
+    int p[2];
+    if (pipe(p))
+        return 1;
+    for (int i = 0; i < 3; i++)
+        if ((kids[i] = fork()) == 0) {
+            char c;
+            close(p[1]);
+            read(p[0], &c, 1);          /* asleep in the host, on its own vCPU */
+            _exit(0);
+        }
+    usleep(100000);
+    signal(SIGSEGV, on_segv);
+    volatile int readable = 0;
+    for (int k = 0; k < 256; k++) {
+        volatile unsigned long *mb =
+            (unsigned long *)(GATES + (2UL * k + 1) * 4096);
+        if (sigsetjmp(env, 1) == 0) {
+            (void)*mb;
+            readable++;
+        }
+    }
+    printf("readable mailboxes: %d\n", readable);
+    close(p[1]);
+    for (int i = 0; i < 3; i++)
+        waitpid(kids[i], NULL, 0);
+    return 0;
+}
+"""
+
+
+def test_a_process_sees_only_its_own_mailbox(
+        make_bundle: Callable[..., Path], static_cc: Callable[..., Path],
+        quark_run: Callable[..., object]) -> None:
+    from quark.core.guest.layout import GATES_KVA
+    prog = static_cc(SCAN, name="mbscan", flags=(f"-DGATES={GATES_KVA:#x}UL",))
+    rootfs = make_bundle(["sh"], extra_binaries=[prog]) / "rootfs"
+    r = quark_run(rootfs, ["/bin/mbscan"])
+    assert r.code == 0, r.stderr  # type: ignore[attr-defined]
+    assert r.stdout == "readable mailboxes: 1\n", r.stdout  # type: ignore[attr-defined]

@@ -3,7 +3,9 @@
 Guest physical memory starts with a fixed region for the machine itself (IDT, stub
 code, per-vCPU GDT/TSS/stack/gate/mailbox); frames for page tables and user memory
 come after it. The fixed region is mapped in every address space at ``KBASE + pa``,
-in the last slot of the lower half (PML4 index 255), which user mmap never hands out.
+in the last slot of the lower half (PML4 index 255), which user mmap never hands out,
+except for the gate and mailbox pages: those are mapped at ``gate_kva(index)``, only in
+the address spaces of the tasks running on that vCPU (see GATES_KVA).
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ VCPU_MAILBOX = 0x5000
 MAX_VCPUS = 256
 
 FIXED_END = VCPU_BASE_PA + MAX_VCPUS * VCPU_STRIDE   # first dynamically allocated frame
+
+# The gate and mailbox pages (two per vCPU, VCPU_GATE and VCPU_MAILBOX of its frames)
+# are mapped here, in the second GiB of slot 255, whose tables every address space
+# has of its own: only the address spaces whose tasks run on a vCPU map its mailbox,
+# so no other process can read or rewrite the calls it posts there.
+GATES_KVA = KBASE + (1 << 30)
+
+
+def gate_kva(index: int) -> int:
+    """Where vCPU ``index``'s gate page is mapped (its mailbox is the next page)."""
+    return GATES_KVA + index * 2 * PAGE
 
 # Selectors of the Linux-shaped GDT (PVM.md: user selectors must be the host's).
 SEL_KCODE = 0x10
