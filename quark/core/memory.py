@@ -90,6 +90,12 @@ class FrameAllocator:
             self._free_tables.extend(frames)
             self.in_use -= len(frames)
 
+    def pooled(self, n: int) -> None:
+        """``n`` frames went to (``n`` < 0: came back from) a caller's pool of its
+        own (pagetable.GateTables): they count as free while they wait there."""
+        with self._lock:
+            self.in_use -= n
+
     def alloc_many(self, n: int) -> list[int]:
         """``n`` frames at once (a fault-around, a fork): one lock round for all;
         all or none (OutOfMemory)."""

@@ -142,6 +142,7 @@ class GateTables:
 
     def take(self) -> tuple[int, int, int]:
         if self._free:
+            self.alloc.pooled(-3)
             return self._free.pop()
         buf = self.alloc.mem.map
         pdpt, pd, pt = (self.alloc.alloc_table() for _ in range(3))
@@ -158,6 +159,7 @@ class GateTables:
                 _Q.pack_into(self.alloc.mem.map, pt + 8 * i, 0)
                 self.alloc.mem.invalidate(e & ADDR_MASK, 4096)
         self._free.append(three)
+        self.alloc.pooled(3)
 
 
 def frame_of(entry: int) -> int:
