@@ -43,6 +43,10 @@ class Poller:
     def start(self) -> None:
         self.thread.start()
 
+    def poke(self) -> None:
+        """Wake it as a doorbell would (it then polls for its window, then idles)."""
+        os.eventfd_write(self.efd, 1)
+
     def stop(self) -> None:
         self._stopping = True
         os.eventfd_write(self.stop_fd, 1)

@@ -65,6 +65,9 @@ class Kernel:
         self.write_behind = WriteBehind()  # enabled by the sandbox (kernel.write_behind)
         from quark.kernel.gateio import GateCalls
         self.gate_calls = GateCalls()      # enabled by the sandbox (kernel.gate_calls)
+        # Wakes the QCall poller (set by the sandbox when it has one): a write
+        # gathered on the exit path is then flushed by the poller's idle pass.
+        self.poke_poller: Callable[[], None] | None = None
         self.frozen = False               # pause: no task runs user code
         self.thaw_wq = WaitQueue()        # notified by resume and SIGCONT
 

@@ -147,8 +147,14 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
     ``parked`` continues a call the QCall poller began (coroutine, Block) or
     finished with a restart code (None, result)."""
     k = t.kernel
-    if k.write_behind.file is not None or vcpu.grants:
-        settle(t, vcpu, nr, True)   # the exit path never extends a run
+    wb = k.write_behind
+    # With write-behind on, read and write go through their plain twins here too and
+    # decide for themselves what to flush, as on the QCall path: a run (and a write
+    # ring) then starts whichever path the writes take. A gate whose spin budget
+    # sank to its floor sends every call here, and dd then never got a ring.
+    rw = nr <= 1 and wb.enabled and parked is None
+    if wb.file is not None or vcpu.grants:
+        settle(t, vcpu, nr, not rw)
     entry = k.table.get(nr)
     args = SyscallArgs(nr, tuple(raw))  # type: ignore[arg-type]
     obs = k.syscall_observer            # plugins' quark_syscall_enter/exit, or None
@@ -158,7 +164,13 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
         coro, pending = parked
         result = pending if coro is None else drive(t, coro, pending)
     elif entry is not None and entry.handler is not None:
-        result = drive(t, entry.handler(t, args))
+        result = _plain_rw(t, nr, raw) if rw else None
+        if result is None:
+            if rw and wb.file is not None:
+                wb.flush(t)
+            result = drive(t, entry.handler(t, args))
+        elif wb.file is not None and k.poke_poller is not None:
+            k.poke_poller()     # its idle pass flushes what this left pending
     elif entry is not None:
         result = -entry.errno
     else:
@@ -182,6 +194,18 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
     if not _freeze_point(t):
         return False
     return _return_slow(t, vcpu, nr, result)
+
+
+def _plain_rw(t: Task, nr: int, raw: list[int]) -> int | None:
+    """read or write through its plain twin (sys_file.py); None: not such a file."""
+    try:
+        result: int | None = FAST[nr](t, raw)
+    except LinuxError as e:
+        result = -e.errno
+    except Exception:
+        log.exception("syscall handler failed in task %d (%s)", t.tid, t.comm)
+        result = -L.ENOSYS
+    return result
 
 
 def _return_slow(t: Task, vcpu: Any, nr: int, result: int) -> bool:

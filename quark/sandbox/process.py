@@ -98,6 +98,7 @@ class Sandbox:
             self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel),
                                  idle=lambda: qcall_idle(kernel),
                                  pending=lambda: qcall_pending(kernel))
+            kernel.poke_poller = self.poller.poke
             self.poller.start()
 
     def _build(self) -> None:
