@@ -68,11 +68,17 @@ RING_AFTER = 4           # writes in a run before it moves to a ring (one-off wr
 class Ring:
     """A task's write ring for one fd (the gate's K_WRITE_RING)."""
 
-    __slots__ = ("base", "fd", "file", "task", "tail", "vcpu")
+    __slots__ = ("base", "fd", "file", "task", "tail")
 
     def __init__(self, task: Any, fd: int, file: Any, base: int) -> None:
-        self.task, self.vcpu, self.fd, self.file, self.base = task, task.vcpu, fd, file, base
+        self.task, self.fd, self.file, self.base = task, fd, file, base
         self.tail = 0           # bytes drained, mod 2^32 (the gate's head counts written)
+
+    @property
+    def vcpu(self) -> Any:
+        """The task's vCPU, whose mailbox holds the head (a task keeps its vCPU
+        until it exits, and its ring goes before that: task_exit)."""
+        return self.task.vcpu
 
 
 class WriteBehind:
@@ -189,8 +195,7 @@ class WriteBehind:
             return      # (more than it holds: guest nonsense, undone at its next write)
         f, pos = ring.file, ring.tail & (RING - 1)
         ring.tail = head
-        fd = f.host_fd
-        if fd is None:
+        if f.host_fd is None:
             ring.vcpu.ring_set_tail(head)
             return
         first = min(used, RING - pos)
@@ -205,23 +210,7 @@ class WriteBehind:
                         ring.task.tid, used, f.path)
             ring.vcpu.ring_set_tail(head)
             return
-        n = used
-        done = 0
-        try:
-            while views:
-                k = os.writev(fd, views)
-                if k <= 0:
-                    raise OSError(5, "short write")
-                done += k
-                while views and k >= len(views[0]):
-                    k -= len(views[0])
-                    views.pop(0)
-                if views and k:
-                    views[0] = views[0][k:]
-        except OSError as e:
-            f.write_error = e.errno or 5
-            log.warning("deferred write of %d bytes to %s failed after %d: %s",
-                        n, f.path, done, os.strerror(f.write_error))
+        _write_out(f, views, used)
         # Only now may the gate reuse the space: the host read it until here.
         ring.vcpu.ring_set_tail(head)
         if f.write_error or not self._room(f):
@@ -282,20 +271,30 @@ class WriteBehind:
         if f is None or not data:
             return
         self.buf = bytearray()
-        fd = f.host_fd
-        if fd is None:
-            return
-        view = memoryview(data)
-        done = 0
-        try:
-            while done < len(data):
-                n = os.write(fd, view[done:])
-                if n <= 0:
-                    raise OSError(5, "short write")
-                done += n
-        except OSError as e:
-            f.write_error = e.errno or 5
-            log.warning("deferred write of %d bytes to %s failed after %d: %s",
-                        len(data), f.path, done, os.strerror(f.write_error))
-        finally:
-            view.release()
+        if f.host_fd is not None:
+            view = memoryview(data)
+            try:
+                _write_out(f, [view], len(data))
+            finally:
+                view.release()
+
+
+def _write_out(f: Any, views: list[memoryview], n: int) -> None:
+    """Write ``views`` (``n`` bytes in all) to ``f``'s host fd at its position; an
+    error is kept for the file's next write or fsync."""
+    done = 0
+    try:
+        while views:
+            k = os.writev(f.host_fd, views)
+            if k <= 0:
+                raise OSError(5, "short write")
+            done += k
+            while views and k >= len(views[0]):
+                k -= len(views[0])
+                views.pop(0)
+            if views and k:
+                views[0] = views[0][k:]
+    except OSError as e:
+        f.write_error = e.errno or 5
+        log.warning("deferred write of %d bytes to %s failed after %d: %s",
+                    n, f.path, done, os.strerror(f.write_error))
