@@ -26,13 +26,15 @@ _KSLOT = (KBASE >> 39) & 511
 class PageTable:
     """One address space's tables. The last lower-half PML4 slot points at a table of
     this space's own whose first entry is that of the machine's shared one
-    (``kernel_pdpt``: IDT, stub, per-vCPU pages); its second GiB holds the gates and
+    (GateTables.kernel_pdpt: IDT, stub, per-vCPU pages); its second GiB holds the gates and
     mailboxes of the vCPUs this space's tasks run on (layout.GATES_KVA)."""
 
     __slots__ = ("_gates", "_pt", "_tables", "alloc", "buf", "mem", "root")
 
-    def __init__(self, mem: PhysMem, alloc: FrameAllocator, kernel_pdpt: int | None,
-                 gates: GateTables | None = None) -> None:
+    def __init__(self, mem: PhysMem, alloc: FrameAllocator,
+                 gates: GateTables | None) -> None:
+        """``gates``: the machine's pool of slot-255 tables; None for the machine's
+        own tables (vm._KernelTables)."""
         self.mem = mem
         self.buf = mem.map
         self.alloc = alloc
@@ -40,10 +42,9 @@ class PageTable:
         self._tables: list[int] = [self.root]   # every table frame this space owns
         self._pt: dict[int, int] = {}           # va >> 21 -> leaf table frame
         self._gates: tuple[GateTables, tuple[int, int, int]] | None = None
-        if kernel_pdpt is not None:
-            pool = gates if gates is not None else GateTables(alloc, kernel_pdpt)
-            three = pool.take()
-            self._gates = (pool, three)
+        if gates is not None:
+            three = gates.take()
+            self._gates = (gates, three)
             _Q.pack_into(self.buf, self.root + 8 * _KSLOT, three[0] | _TABLE)
             self._pt[GATES_KVA >> 21] = three[2]
 
@@ -154,10 +155,11 @@ class GateTables:
     def give(self, three: tuple[int, int, int]) -> None:
         pt = three[2]
         words = struct.unpack_from("<512Q", self.alloc.mem.map, pt)
-        for i, e in enumerate(words):
-            if e & P:           # a gate left mapped: unmap it, and from KVM's shadow
-                _Q.pack_into(self.alloc.mem.map, pt + 8 * i, 0)
-                self.alloc.mem.invalidate(e & ADDR_MASK, 4096)
+        if any(words):          # the vCPUs detach first: only after a failure
+            for i, e in enumerate(words):
+                if e & P:       # a gate left mapped: unmap it, and from KVM's shadow
+                    _Q.pack_into(self.alloc.mem.map, pt + 8 * i, 0)
+                    self.alloc.mem.invalidate(e & ADDR_MASK, 4096)
         self._free.append(three)
         self.alloc.pooled(3)
 

@@ -48,8 +48,7 @@ class Machine:
         self.mem.map[L.STUB_PA:L.STUB_PA + L.PAGE] = self.stub[:L.PAGE]
         self.mem.map[L.IDT_PA:L.IDT_PA + 4096] = self._idt()
         self._kpt = _KernelTables(self.mem, self.alloc)
-        self.kernel_pdpt = self._kpt.pdpt
-        self.gate_tables = GateTables(self.alloc, self.kernel_pdpt)
+        self.gate_tables = GateTables(self.alloc, self._kpt.pdpt)
         self.map_machine_pages([(L.IDT_PA, NX), (L.STUB_PA, 0)])
 
     def _idt(self) -> bytes:
@@ -70,7 +69,7 @@ class Machine:
                 self._kpt.map(L.kva(pa), pa, flags)
 
     def new_page_table(self) -> PageTable:
-        return PageTable(self.mem, self.alloc, self.kernel_pdpt, self.gate_tables)
+        return PageTable(self.mem, self.alloc, self.gate_tables)
 
     def get_vcpu(self) -> Vcpu:
         """An idle vCPU, creating one if none is free."""
