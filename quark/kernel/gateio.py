@@ -36,19 +36,10 @@ from typing import Any
 from quark.core.guest.layout import GATE_FDS
 
 
-class GateCalls:
-    """The kernel's switch (``kernel.gate_calls``); taskrun and sys_file call in."""
-
-    __slots__ = ("enabled",)
-
-    def __init__(self, enabled: bool = False) -> None:
-        self.enabled = enabled
-
-
 def eligible(t: Any, ring: bool = False) -> bool:
     """May ``t``'s gate answer calls on its own? Kernel lock held, ``t`` stopped."""
     k = t.kernel
-    if not k.gate_calls.enabled or k.syscall_observer is not None or t.vcpu is None:
+    if not k.gate_calls or k.syscall_observer is not None or t.vcpu is None:
         return False
     if t.fds.users != 1:
         return False

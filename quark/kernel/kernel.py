@@ -63,8 +63,7 @@ class Kernel:
         self.timekeeper: Any = None
         from quark.kernel.fs.host.writebehind import WriteBehind
         self.write_behind = WriteBehind()  # enabled by the sandbox (kernel.write_behind)
-        from quark.kernel.gateio import GateCalls
-        self.gate_calls = GateCalls()      # enabled by the sandbox (kernel.gate_calls)
+        self.gate_calls = False            # set by the sandbox (kernel.gate_calls, gateio.py)
         # Wakes the QCall poller (set by the sandbox when it has one): a write
         # gathered on the exit path is then flushed by the poller's idle pass.
         self.poke_poller: Callable[[], None] | None = None

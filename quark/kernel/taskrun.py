@@ -68,7 +68,6 @@ def run_task(t: Task) -> None:
     vcpu.thread_ident = threading.get_ident()
     try:
         with k.lock:
-            vcpu.gate_clear()       # a pooled vCPU: nothing of its last task's
             vcpu.attach(t.mm.pt)    # its gate and mailbox, in this task's space only
             t.vcpu = vcpu
             vcpu.task = t
@@ -88,7 +87,7 @@ def run_task(t: Task) -> None:
             from quark.kernel.task_exit import exit_task
             vcpu.detach(t.mm.pt)    # before the space may be released with it
             exit_task(t)
-            vcpu.gate_clear()
+            vcpu.gate_clear()       # pooled: the next task starts with no grants
             t.vcpu = None
             vcpu.task = None
         vcpu.run.set_immediate_exit(False)
@@ -164,7 +163,7 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
         coro, pending = parked
         result = pending if coro is None else drive(t, coro, pending)
     elif entry is not None and entry.handler is not None:
-        result = _plain_rw(t, nr, raw) if rw else None
+        result = _plain(t, FAST[nr], raw) if rw else None
         if result is None:
             if rw and wb.file is not None:
                 wb.flush(t)
@@ -196,10 +195,11 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
     return _return_slow(t, vcpu, nr, result)
 
 
-def _plain_rw(t: Task, nr: int, raw: list[int]) -> int | None:
-    """read or write through its plain twin (sys_file.py); None: not such a file."""
+def _plain(t: Task, fast: Any, raw: list[int]) -> int | None:
+    """A call through its plain twin (syscalls.table.fast); None: the twin hands it
+    to the handler (a file whose I/O may sleep)."""
     try:
-        result: int | None = FAST[nr](t, raw)
+        result: int | None = fast(t, raw)
     except LinuxError as e:
         result = -e.errno
     except Exception:
@@ -337,10 +337,6 @@ def qcall_idle(k: Any) -> None:
             wb.want_kick()
 
 
-def qcall_pending(k: Any) -> bool:
-    """After the poller's barrier: did a gate write into its ring meanwhile?"""
-    return bool(k.write_behind.pending())
-
 
 def qcall_serve_all(k: Any) -> bool:
     """One poller pass over every vCPU's slot; True if any call was served.
@@ -379,13 +375,7 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
         # A plain call for what cannot sleep (read/write of regular files): no
         # coroutine, no SyscallArgs. It cannot restart or change registers either.
         vcpu.qc_running()
-        try:
-            result = fast(t, raw)
-        except LinuxError as e:
-            result = -e.errno
-        except Exception:
-            log.exception("syscall handler failed in task %d (%s)", t.tid, t.comm)
-            result = -L.ENOSYS
+        result = _plain(t, fast, raw)
         if result is not None:
             _qcall_finish(t, vcpu, result)
             return

@@ -93,11 +93,11 @@ class Sandbox:
         self.poller = None
         if self.qcall:
             from quark.core.qcall import Poller
-            from quark.kernel.taskrun import qcall_idle, qcall_pending, qcall_serve_all
+            from quark.kernel.taskrun import qcall_idle, qcall_serve_all
             kernel = self.kernel
             self.poller = Poller(self.machine, lambda: qcall_serve_all(kernel),
                                  idle=lambda: qcall_idle(kernel),
-                                 pending=lambda: qcall_pending(kernel))
+                                 pending=kernel.write_behind.pending)
             kernel.poke_poller = self.poller.poke
             self.poller.start()
 
@@ -136,7 +136,7 @@ class Sandbox:
         # Only QCall's fast path gathers runs; the poller's idle pass flushes them.
         self.kernel.write_behind.enabled = self.qcall and behind == "rootfs"
         gate = os.environ.get("QUARK_GATE_CALLS") or getattr(kcfg, "gate_calls", "on")
-        self.kernel.gate_calls.enabled = gate == "on"
+        self.kernel.gate_calls = gate == "on"
         self._build_vfs()
         self.kernel.start_time()
         self.init: Task | None = None

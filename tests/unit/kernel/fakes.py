@@ -11,7 +11,6 @@ from typing import Any
 from quark.kernel.creds import Creds
 from quark.kernel.errors import LinuxError
 from quark.kernel.fs.host.writebehind import WriteBehind
-from quark.kernel.gateio import GateCalls
 from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import load
 from quark.kernel.vfs.fdtable import FdTable
@@ -117,7 +116,7 @@ class FakeKernel:
         self.tasks: list[FakeTask] = []
         self.locks = LockTable()
         self.write_behind = WriteBehind()
-        self.gate_calls = GateCalls()       # off: no vCPU, no gate
+        self.gate_calls = False             # no vCPU, no gate
 
     def procs(self) -> list[Any]:
         from quark.kernel.fs.proc.info import ProcInfo
