@@ -26,11 +26,6 @@ class FrameAllocator:
         self.mem = mem
         self._next = start
         self._free: list[int] = []
-        # Frames that served as page tables are only ever page tables again: KVM's
-        # shadow MMU may still write-protect one it shadowed, and a user store to
-        # it is then emulated, which fails for the EVEX (AVX-512) stores of glibc's
-        # memset and memcpy (KVM_EXIT_INTERNAL_ERROR, emulation; seen here).
-        self._free_tables: list[int] = []
         self._lock = threading.Lock()
         self.in_use = 0
         self.refs: dict[int, int] = {}      # frames shared copy-on-write: holders (>= 2)
@@ -72,23 +67,6 @@ class FrameAllocator:
                 raise OutOfMemory("guest memory exhausted")
             self._next = pa + PAGE
             return pa
-
-    def alloc_table(self) -> int:
-        """A frame for a page table: one that was a table before if there is one."""
-        with self._lock:
-            if self._free_tables:
-                self.in_use += 1
-                return self._free_tables.pop()
-        return self.alloc()
-
-    def free_tables(self, frames: list[int]) -> None:
-        """Page-table frames let go of: zeroed, kept for tables only."""
-        if not frames:
-            return
-        self._runs(sorted(frames), self.mem.discard)
-        with self._lock:
-            self._free_tables.extend(frames)
-            self.in_use -= len(frames)
 
     def pooled(self, n: int) -> None:
         """``n`` frames went to (``n`` < 0: came back from) a caller's pool of its

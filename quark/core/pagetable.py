@@ -38,7 +38,7 @@ class PageTable:
         self.mem = mem
         self.buf = mem.map
         self.alloc = alloc
-        self.root = alloc.alloc_table()
+        self.root = alloc.alloc()
         self._tables: list[int] = [self.root]   # every table frame this space owns
         self._pt: dict[int, int] = {}           # va >> 21 -> leaf table frame
         self._gates: tuple[GateTables, tuple[int, int, int]] | None = None
@@ -60,7 +60,7 @@ class PageTable:
             if e & P:
                 table = e & ADDR_MASK
                 continue
-            new = self.alloc.alloc_table()
+            new = self.alloc.alloc()
             self._tables.append(new)
             _Q.pack_into(self.buf, slot, new | _TABLE)
             table = new
@@ -119,7 +119,7 @@ class PageTable:
 
     def release(self) -> None:
         """Free the table frames (not the frames they map: the owner frees those)."""
-        self.alloc.free_tables(self._tables)
+        self.alloc.free_many(self._tables)
         self._tables = []
         self._pt.clear()
         if self._gates is not None:
@@ -146,7 +146,7 @@ class GateTables:
             self.alloc.pooled(-3)
             return self._free.pop()
         buf = self.alloc.mem.map
-        pdpt, pd, pt = (self.alloc.alloc_table() for _ in range(3))
+        pdpt, pd, pt = (self.alloc.alloc() for _ in range(3))
         buf[pdpt:pdpt + 8] = buf[self.kernel_pdpt:self.kernel_pdpt + 8]
         _Q.pack_into(buf, pdpt + 8 * ((GATES_KVA >> 30) & 511), pd | _TABLE)
         _Q.pack_into(buf, pd + 8 * ((GATES_KVA >> 21) & 511), pt | _TABLE)

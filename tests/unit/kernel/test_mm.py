@@ -41,27 +41,6 @@ def test_freed_frames_wait_for_sleeping_calls(machine) -> None:
     assert bytes(machine.mem.map[frame:frame + 6]) == bytes(6)
 
 
-def test_page_table_frames_stay_page_tables(machine) -> None:
-    # KVM's shadow MMU may keep write-protecting a frame it shadowed as a page
-    # table; a user's EVEX store to it then ends KVM_RUN in an emulation error (seen
-    # at dd's start: glibc's memcpy into .bss). So tables never become user pages.
-    mm = _space(machine)
-    addr = mm.mmap(0, 64 << 21, L.PROT_READ | L.PROT_WRITE,
-                   L.MAP_PRIVATE | L.MAP_ANONYMOUS | L.MAP_NORESERVE)
-    for i in range(64):                 # one page in each of 64 leaf tables
-        mm.write(addr + (i << 21), b"x")
-    tables = set(mm.pt._tables)
-    assert len(tables) > 64
-    used = machine.alloc.in_use
-    mm.release()
-    assert machine.alloc.in_use <= used - len(tables)
-    data = set(machine.alloc.alloc_many(512)) | {machine.alloc.alloc() for _ in range(64)}
-    assert not data & tables, "a page-table frame was handed out for data"
-    again = {machine.alloc.alloc_table() for _ in range(len(tables))}
-    assert again == tables
-    assert all(bytes(machine.mem.map[f:f + 4096]) == bytes(4096) for f in again)
-
-
 def test_bad_and_partial_accesses(machine) -> None:
     mm = _space(machine)
     addr = mm.mmap(0, 8192, L.PROT_READ | L.PROT_WRITE, L.MAP_PRIVATE | L.MAP_ANONYMOUS)
