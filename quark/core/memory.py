@@ -10,6 +10,13 @@ from quark.core.guest.layout import FIXED_END, PAGE
 from quark.core.memory_ffi import PhysMem
 
 
+# Page-table frames gathered before KVM is told to forget its shadows of them (see
+# FrameAllocator.retire_tables). Each drop costs ~0.2 ms of ioctls plus the faults
+# that rebuild the shadows of what the VM still uses; 256 frames (1 MiB) is the
+# tables of ~20 short processes.
+RETIRE_BATCH = 256
+
+
 class OutOfMemory(Exception):
     """No guest-physical frame is left (the kernel maps this to ENOMEM)."""
 
@@ -19,7 +26,9 @@ class FrameAllocator:
 
     A freed frame is discarded (MADV_REMOVE) before reuse, which both zeroes it and
     drops every shadow mapping KVM holds for it, so a frame never shows its previous
-    owner's data to a new one (PVM.md). Thread-safe: vCPU threads allocate on faults.
+    owner's data to a new one (PVM.md). Frames that were page tables also wait for
+    KVM to forget its shadows of them (retire_tables). Thread-safe: vCPU threads
+    allocate on faults.
     """
 
     def __init__(self, mem: PhysMem, start: int = FIXED_END) -> None:
@@ -32,6 +41,10 @@ class FrameAllocator:
         # Called when no frame is left; True if it freed some (the kernel's text
         # cache gives back the frames nothing maps). The caller holds no lock here.
         self.reclaim: Callable[[], bool] | None = None
+        # Makes KVM forget every shadow page table (vm.Machine.drop_shadows). None
+        # where no VM runs on this memory: retired tables are then free at once.
+        self.drop_shadows: Callable[[], None] | None = None
+        self._retired: list[int] = []       # discarded, waiting for drop_shadows
 
     def share(self, pa: int) -> None:
         """One more address space holds ``pa`` (copy-on-write fork)."""
@@ -52,9 +65,16 @@ class FrameAllocator:
         try:
             return self._alloc()
         except OutOfMemory:
-            if self.reclaim is None or not self.reclaim():
+            if not self._refill():
                 raise
         return self._alloc()
+
+    def _refill(self) -> bool:
+        """After OutOfMemory: True if the retired tables or the reclaim hook gave
+        some frames back."""
+        if self.release_retired():
+            return True
+        return self.reclaim is not None and self.reclaim()
 
     def _alloc(self) -> int:
         with self._lock:
@@ -80,7 +100,7 @@ class FrameAllocator:
         try:
             return self._alloc_many(n)
         except OutOfMemory:
-            if self.reclaim is None or not self.reclaim():
+            if not self._refill():
                 raise
         return self._alloc_many(n)
 
@@ -136,6 +156,43 @@ class FrameAllocator:
         with self._lock:
             self._free.extend(frames)
             self.in_use -= len(frames)
+
+    def retire_tables(self, frames: list[int]) -> None:
+        """Let go of frames that were page tables (their address space is gone).
+
+        KVM's shadow MMU may still hold its shadow of such a frame in the old role
+        (the cached root of a finished process, say), and it never sees the host's
+        writes (PVM.md). Reused as data, a store into it was emulated, and KVM cannot
+        emulate vector stores: glibc's EVEX memcpy killed the task with exit 17.
+        Reused as a table, the stale shadow's translations could come back. So the
+        frames are discarded now (zeroed, host memory freed) but stay out of use
+        until RETIRE_BATCH have gathered; one drop_shadows then makes KVM forget
+        every shadow, and they are free."""
+        if not frames:
+            return
+        if self.drop_shadows is None:
+            self.free_many(frames)
+            return
+        self._runs(sorted(frames), self.mem.discard)
+        with self._lock:
+            self._retired.extend(frames)
+            self.in_use -= len(frames)      # free to the kernel, held back only here
+            if len(self._retired) < RETIRE_BATCH:
+                return
+        self.release_retired()
+
+    def release_retired(self) -> bool:
+        """Make the retired tables free (one drop of KVM's shadows); True if there
+        were any."""
+        with self._lock:
+            frames, self._retired = self._retired, []
+        if not frames:
+            return False
+        assert self.drop_shadows is not None
+        self.drop_shadows()
+        with self._lock:
+            self._free.extend(frames)
+        return True
 
     @staticmethod
     def _runs(frames: list[int], op: Any) -> None:

@@ -119,7 +119,7 @@ class PageTable:
 
     def release(self) -> None:
         """Free the table frames (not the frames they map: the owner frees those)."""
-        self.alloc.free_many(self._tables)
+        self.alloc.retire_tables(self._tables)
         self._tables = []
         self._pt.clear()
         if self._gates is not None:

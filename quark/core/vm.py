@@ -35,6 +35,14 @@ class Machine:
         self.mem = PhysMem(mem_size)
         kvm_ffi.set_memory_region(self.vm_fd, 0, 0, mem_size, self.mem.host_addr)
         self.alloc = FrameAllocator(self.mem)
+        # A page of its own memory slot past guest memory, nothing maps it: deleting
+        # a slot is what makes KVM drop every shadow page table (drop_shadows).
+        self._spare = PhysMem(L.PAGE, "quark-spare-slot")
+        self._spare_gpa = (mem_size + L.PAGE - 1) & ~(L.PAGE - 1)
+        self._spare_lock = threading.Lock()
+        self.drops = 0
+        kvm_ffi.set_memory_region(self.vm_fd, 1, self._spare_gpa, L.PAGE, self._spare.host_addr)
+        self.alloc.drop_shadows = self.drop_shadows
         self.cpuid = kvm_ffi.supported_cpuid(self.kvm_fd)
         self.run_size = kvm_ffi.vcpu_mmap_size(self.kvm_fd)
         self.stub = stub if stub is not None else load_stub()
@@ -101,6 +109,20 @@ class Machine:
             self.put_vcpu(v)
         return kvm_ffi.tsc_khz(v.fd)
 
+    def drop_shadows(self) -> None:
+        """Make KVM forget every shadow page table of this VM; the vCPUs rebuild
+        what they use from the guest's tables, on their next accesses.
+
+        Deleting a memory slot makes x86 KVM mark every shadow page obsolete
+        (kvm_mmu_zap_all_fast); the spare slot is deleted and made again. Measured
+        here: a present PTE the host changed is seen by the guest after this call,
+        never before (tests/unit/core/test_shadow_drop.py). ~0.2 ms."""
+        with self._spare_lock:
+            kvm_ffi.set_memory_region(self.vm_fd, 1, self._spare_gpa, 0, self._spare.host_addr)
+            kvm_ffi.set_memory_region(self.vm_fd, 1, self._spare_gpa, L.PAGE,
+                                      self._spare.host_addr)
+            self.drops += 1
+
     def put_vcpu(self, v: Vcpu) -> None:
         with self._lock:
             v.state = VcpuState.IDLE
@@ -114,6 +136,7 @@ class Machine:
         os.close(self.vm_fd)
         os.close(self.kvm_fd)
         self.mem.close()
+        self._spare.close()
 
 
 # A machine made ahead by a template's spare run (quark/template/server.py), before

@@ -1,0 +1,97 @@
+"""KVM's shadow MMU and page-table frames the kernel lets go of (PVM.md: the host's
+writes to guest page tables are not seen by the shadows).
+
+The drop (vm.Machine.drop_shadows) is checked on real /dev/kvm: a guest reads a page
+whose PTE the host then points at another frame; the guest must see the new frame
+after a drop. The allocator's side (FrameAllocator.retire_tables) needs no VM."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from quark.core import kvm_ffi, memory
+from quark.core.guest import layout as L
+from quark.core.memory import FrameAllocator, OutOfMemory
+from quark.core.memory_ffi import PhysMem
+from quark.core.pagetable import NX, RW, US
+
+# mov rdi, [0x600000]; mov eax, 39; syscall; jmp to the start
+READER = bytes.fromhex("488b3c2500006000" "b827000000" "0f05" "ebf0")
+
+
+@pytest.mark.kvm
+def test_a_drop_makes_the_guest_see_a_changed_mapping() -> None:
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("/dev/kvm is not usable here")
+    from quark.core.vm import Machine
+    m = Machine(64 << 20)
+    try:
+        pt = m.new_page_table()
+        v = m.get_vcpu()
+        v.attach(pt)
+        code, old, new = m.alloc.alloc(), m.alloc.alloc(), m.alloc.alloc()
+        m.mem.map[code:code + len(READER)] = READER
+        struct.pack_into("<Q", m.mem.map, old, 0xAAAA)
+        struct.pack_into("<Q", m.mem.map, new, 0xBBBB)
+        pt.map(0x400000, code, US)
+        pt.map(0x600000, old, US | RW | NX)
+
+        def read() -> int:
+            """Run the reader from its start; the value it read, at its syscall."""
+            regs = kvm_ffi.Regs()
+            regs.rip, regs.rsp, regs.rflags = 0x400000, 0x7FF000, 0x202
+            v.enter_user(pt.root, 0, regs)
+            for _ in range(20):
+                kvm_ffi.run(v.fd)
+                if v.run.exit_reason() == kvm_ffi.KVM_EXIT_IO and v.run.io_port() == L.PORT_SYSCALL:
+                    return int(v.get_regs().rdi)
+            raise AssertionError("the reader never made its call")
+
+        assert read() == 0xAAAA
+        pt.map(0x600000, new, US | RW | NX)     # a present PTE changed, nothing told
+        stale = read()                           # 0xAAAA under PVM's shadow MMU
+        m.drop_shadows()
+        assert read() == 0xBBBB, f"after the drop (before it: {stale:#x})"
+        assert m.drops == 1
+    finally:
+        m.close()
+
+
+def _allocator(drops: list[int], frames: int = 64) -> FrameAllocator:
+    a = FrameAllocator(PhysMem(frames * L.PAGE), start=0)
+    a.drop_shadows = lambda: drops.append(len(a._free))
+    return a
+
+
+def test_retired_tables_stay_out_of_use_until_one_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "RETIRE_BATCH", 4)
+    drops: list[int] = []
+    a = _allocator(drops)
+    tables = [a.alloc() for _ in range(3)]
+    a.mem.map[tables[0]:tables[0] + 8] = b"\xff" * 8
+    a.retire_tables(tables)
+    assert a.in_use == 0 and not drops
+    assert not set(a.alloc_many(8)) & set(tables)      # not handed out again yet
+    a.retire_tables([a.alloc()])                          # the fourth: the batch is full
+    assert len(drops) == 1
+    got = [a.alloc() for _ in range(4)]
+    assert set(tables) <= set(got)                        # free after the drop, zeroed
+    assert a.mem.map[tables[0]:tables[0] + 8] == bytes(8)
+
+
+def test_running_out_of_frames_drops_the_shadows_first() -> None:
+    drops: list[int] = []
+    a = _allocator(drops, frames=8)
+    a.retire_tables(a.alloc_many(2))
+    a.alloc_many(6)
+    with pytest.raises(OutOfMemory):
+        a._alloc()
+    a.alloc()                                             # from the retired two
+    assert len(drops) == 1
+    a.alloc()
+    with pytest.raises(OutOfMemory):                      # nothing left anywhere
+        a.alloc()
+    assert len(drops) == 1
