@@ -98,6 +98,7 @@ def _loop(t: Task, vcpu: Any) -> None:
     run = vcpu.run
     fd = vcpu.fd
     k = t.kernel
+    redone = -1         # rip of an instruction KVM failed to emulate, run again once
     while True:
         if kvm_ffi.run(fd):
             run.set_immediate_exit(False)
@@ -106,6 +107,7 @@ def _loop(t: Task, vcpu: Any) -> None:
             continue
         reason = run.exit_reason()
         if reason == kvm_ffi.KVM_EXIT_IO:
+            redone = -1
             port = run.io_port()
             if port == PORT_SYSCALL:
                 if not _on_syscall(t, vcpu):
@@ -121,6 +123,16 @@ def _loop(t: Task, vcpu: Any) -> None:
             rip = vcpu.get_regs().rip
         except Exception:   # noqa: BLE001 - only for the message
             rip = 0
+        if detail == kvm_ffi.KVM_INTERNAL_ERROR_EMULATION and rip != redone:
+            # KVM emulates a store into a frame it still shadows as a page table, and
+            # cannot emulate vector stores. Retired tables wait for a drop of the
+            # shadows (FrameAllocator.retire_tables), so this should not happen; if
+            # it does, a drop lets the instruction run natively.
+            redone = rip
+            log.warning("task %d: KVM could not emulate the instruction at %#x; "
+                        "dropping the shadow page tables and running it again", t.tid, rip)
+            k.machine.drop_shadows()
+            continue
         log.error("task %d: unexpected vCPU exit %d (%d) at rip %#x, data %s; killing its "
                   "process", t.tid, reason, detail, rip, " ".join(f"{d:#x}" for d in data))
         with k.lock:
