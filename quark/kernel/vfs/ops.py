@@ -90,6 +90,7 @@ def open_path(t: Any, base: Location, path: str, flags: int, mode: int) -> File:
     follow = not flags & O_NOFOLLOW
     if not flags & O_CREAT:
         return open_loc(t, r.resolve(base, path, follow), flags)
+    raced = 0
     while True:
         d, name, slash = r.resolve_parent(base, path)
         if name in _SPECIAL or slash:
@@ -97,11 +98,26 @@ def open_path(t: Any, base: Location, path: str, flags: int, mode: int) -> File:
         child = r.child_or_none(d, name)
         if child is None:
             may_create(t, d)
-            return d.node.create(t, name, mode & 0o7777 & ~_umask(t), flags, d)
+            try:
+                return d.node.create(t, name, mode & 0o7777 & ~_umask(t), flags, d)
+            except LinuxError as e:
+                # Made by someone else since the lookup (a container sharing the
+                # directory): without O_EXCL, Linux opens what is there.
+                if e.errno != EEXIST or flags & O_EXCL or raced == 8:
+                    raise
+                raced += 1
+                continue
         if flags & O_EXCL:
             raise LinuxError(EEXIST)
         if not child.node.is_symlink():
-            return open_loc(t, child, flags & ~O_CREAT)
+            try:
+                return open_loc(t, child, flags & ~O_CREAT)
+            except LinuxError as e:
+                # Removed by someone else since the lookup: Linux creates it anew.
+                if e.errno != ENOENT or raced == 8:
+                    raise
+                raced += 1
+                continue
         if not follow:
             raise LinuxError(ELOOP)
         magic, target = r.link_target(child)
