@@ -11,10 +11,14 @@ from quark.core.memory_ffi import PhysMem
 
 
 # Page-table frames gathered before KVM is told to forget its shadows of them (see
-# FrameAllocator.retire_tables). Each drop costs ~0.2 ms of ioctls plus the faults
-# that rebuild the shadows of what the VM still uses; 256 frames (1 MiB) is the
-# tables of ~20 short processes.
-RETIRE_BATCH = 256
+# FrameAllocator.retire_tables): 1/64 of guest memory, at least 256 frames. Each
+# drop costs ~0.2 ms of ioctls plus the faults that rebuild the shadows of what
+# the VM still uses, which grows with memory; waiting frames cost no host memory
+# (they are discarded), only guest-physical frames, and running out of those
+# releases them. A short process leaves ~12 tables: 1 GiB of guest memory makes
+# one drop per ~340 of them.
+RETIRE_SHARE = 64
+RETIRE_MIN = 256
 
 
 class OutOfMemory(Exception):
@@ -45,6 +49,7 @@ class FrameAllocator:
         # where no VM runs on this memory: retired tables are then free at once.
         self.drop_shadows: Callable[[], None] | None = None
         self._retired: list[int] = []       # discarded, waiting for drop_shadows
+        self.retire_batch = max(RETIRE_MIN, mem.size // PAGE // RETIRE_SHARE)
 
     def share(self, pa: int) -> None:
         """One more address space holds ``pa`` (copy-on-write fork)."""
@@ -166,7 +171,7 @@ class FrameAllocator:
         emulate vector stores: glibc's EVEX memcpy killed the task with exit 17.
         Reused as a table, the stale shadow's translations could come back. So the
         frames are discarded now (zeroed, host memory freed) but stay out of use
-        until RETIRE_BATCH have gathered; one drop_shadows then makes KVM forget
+        until retire_batch have gathered; one drop_shadows then makes KVM forget
         every shadow, and they are free."""
         if not frames:
             return
@@ -177,7 +182,7 @@ class FrameAllocator:
         with self._lock:
             self._retired.extend(frames)
             self.in_use -= len(frames)      # free to the kernel, held back only here
-            if len(self._retired) < RETIRE_BATCH:
+            if len(self._retired) < self.retire_batch:
                 return
         self.release_retired()
 

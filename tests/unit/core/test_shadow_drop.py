@@ -66,10 +66,10 @@ def _allocator(drops: list[int], frames: int = 64) -> FrameAllocator:
     return a
 
 
-def test_retired_tables_stay_out_of_use_until_one_drop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(memory, "RETIRE_BATCH", 4)
+def test_retired_tables_stay_out_of_use_until_one_drop() -> None:
     drops: list[int] = []
     a = _allocator(drops)
+    a.retire_batch = 4
     tables = [a.alloc() for _ in range(3)]
     a.mem.map[tables[0]:tables[0] + 8] = b"\xff" * 8
     a.retire_tables(tables)
@@ -80,6 +80,11 @@ def test_retired_tables_stay_out_of_use_until_one_drop(monkeypatch: pytest.Monke
     got = [a.alloc() for _ in range(4)]
     assert set(tables) <= set(got)                        # free after the drop, zeroed
     assert a.mem.map[tables[0]:tables[0] + 8] == bytes(8)
+
+
+def test_the_batch_is_a_share_of_guest_memory() -> None:
+    assert FrameAllocator(PhysMem(1 << 30)).retire_batch == (1 << 30) // L.PAGE // memory.RETIRE_SHARE
+    assert FrameAllocator(PhysMem(8 << 20)).retire_batch == memory.RETIRE_MIN
 
 
 def test_running_out_of_frames_drops_the_shadows_first() -> None:
