@@ -36,6 +36,21 @@ def test_the_offsets_hold_what_the_host_expects() -> None:
     assert at(L.STUB_QCALL_SPIN, 2) == bytes.fromhex("f390")        # pause
 
 
+def test_the_gate_sends_exactly_the_vcpu_calls_straight_to_the_exit_path() -> None:
+    # fast_none compares the number with each of them (lea rcx, [rax - n]; jrcxz):
+    # those the poller would only bounce (taskrun.NEEDS_VCPU) skip it.
+    import re
+    import struct
+
+    from quark.kernel.taskrun import NEEDS_VCPU
+    gate = load_stub()[L.STUB_FAST:L.STUB_FAST_COMMITTED]
+    found = {-struct.unpack("<b", m.group(1))[0]
+             for m in re.finditer(rb"\x48\x8d\x48(.)\xe3", gate, re.S)}
+    found |= {-struct.unpack("<i", m.group(1))[0]
+              for m in re.finditer(rb"\x48\x8d\x88(.{4})\xe3", gate, re.S)}
+    assert found == set(NEEDS_VCPU)
+
+
 @pytest.fixture
 def vcpus():
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
