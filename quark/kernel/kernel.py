@@ -133,4 +133,12 @@ class Kernel:
         from quark.kernel.procinfo import proc_infos
         return proc_infos(self)
 
+    def proc(self, pid: int) -> Any | None:
+        from quark.kernel.procinfo import proc_info
+        return proc_info(self, pid)
+
+    def proc_owner(self, pid: int) -> tuple[int, int] | None:
+        from quark.kernel.procinfo import proc_owner
+        return proc_owner(self, pid)
+
 

@@ -146,6 +146,10 @@ COMMANDS = [
     Cmd(["bash", "-c", "apt-cache policy 2>/dev/null | head -1"], "Package files:\n"),
     Cmd(["env"], None),
     Cmd(["ls", "/proc/self/fd"], "0\n1\n2\n3\n"),
+    # A lookup in /proc builds only what it names (fs/proc/fs.py _root_one).
+    Cmd(["bash", "-c", "cat /proc/1/comm; test -e /proc/01 || echo no 01;"
+         " test -e /proc/4000000 || echo no 4000000; stat -c %u:%g /proc/1 /proc/self/exe"],
+        "bash\nno 01\nno 4000000\n0:0\n0:0\n", name="proc lookups"),
     Cmd(["hostname"], "quark\n"),
     Cmd(["uname", "-sm"], "Linux x86_64\n"),
     Cmd(["ls", "/"], None),

@@ -294,6 +294,7 @@ def test_proc_self(t: FakeTask, kernel: FakeKernel) -> None:
     assert float(cat(t, "/proc/uptime").split()[0]) >= 0
     assert open_(t, "/proc/self/status", O_WRONLY) == -errno.EACCES
     assert open_(t, "/proc/2/status") == -errno.ENOENT
+    assert open_(t, "/proc/01/status") == -errno.ENOENT     # not the name of pid 1
 
 
 def test_proc_fd_links(t: FakeTask) -> None:
