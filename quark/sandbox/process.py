@@ -10,6 +10,7 @@ socket. Its exit status is the container's, as a shell shows it (128+n on a sign
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import posixpath
@@ -266,6 +267,10 @@ class Sandbox:
         t.waker.close()
 
     def start_init(self) -> None:
+        # What the sandbox built and imported lives as long as it does: out of the
+        # collector's reach, a full collection no longer walks it while the
+        # container runs (a served run's template did this for its imports).
+        gc.freeze()
         started = False
         with self.kernel.lock:
             if self.init is not None and self.init.thread is None:
