@@ -84,8 +84,11 @@ def read_strv(t: Task, addr: int) -> list[bytes]:
         out.append(s)
 
 
-async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes], envp: list[bytes],
-                    flags: int) -> int:
+async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes] | int,
+                    envp: list[bytes] | int, flags: int) -> int:
+    """``argv`` and ``envp``: the strings, or the guest address of their arrays,
+    read once the file is open (Linux's order: a missing file is ENOENT even
+    when the arrays are bad, and a PATH search fails fast)."""
     if flags & ~(L.AT_EMPTY_PATH | L.AT_SYMLINK_NOFOLLOW):
         raise LinuxError(L.EINVAL)
     if not path and not flags & L.AT_EMPTY_PATH:
@@ -93,6 +96,10 @@ async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes], envp: lis
     f, shown = open_exec(t, dirfd, path, flags)
     execfn = fsencode(path)
     try:
+        if isinstance(argv, int):
+            argv = read_strv(t, argv)
+        if isinstance(envp, int):
+            envp = read_strv(t, envp)
         for _ in range(MAX_INTERP_DEPTH + 1):
             sb = _shebang(f)
             if sb is None:

@@ -12,7 +12,7 @@ from quark.kernel.syscalls.args import SyscallArgs
 from quark.kernel.syscalls.table import error, fast, syscall
 from quark.kernel.task import Task, ThreadGroup
 from quark.kernel.task_clone import do_clone
-from quark.kernel.task_exec import do_execve, read_strv
+from quark.kernel.task_exec import do_execve
 from quark.kernel.task_exit import exit_now, wait_child
 from quark.kernel.task_signals import send_to_group, send_to_task
 from quark.kernel.vfs.at import read_path
@@ -255,16 +255,12 @@ async def sys_vfork(t: Task, a: SyscallArgs) -> int:
 
 @syscall(59, "execve")
 async def sys_execve(t: Task, a: SyscallArgs) -> int:
-    path = read_path(t, a.ptr(0))
-    argv, envp = read_strv(t, a.ptr(1)), read_strv(t, a.ptr(2))
-    return await do_execve(t, L.AT_FDCWD, path, argv, envp, 0)
+    return await do_execve(t, L.AT_FDCWD, read_path(t, a.ptr(0)), a.ptr(1), a.ptr(2), 0)
 
 
 @syscall(322, "execveat")
 async def sys_execveat(t: Task, a: SyscallArgs) -> int:
-    path = read_path(t, a.ptr(1))
-    argv, envp = read_strv(t, a.ptr(2)), read_strv(t, a.ptr(3))
-    return await do_execve(t, a.int(0), path, argv, envp, a.int(4))
+    return await do_execve(t, a.int(0), read_path(t, a.ptr(1)), a.ptr(2), a.ptr(3), a.int(4))
 
 
 @syscall(158, "arch_prctl")

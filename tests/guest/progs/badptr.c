@@ -86,6 +86,10 @@ int main(void)
     SHOW("execve bad path", syscall(SYS_execve, (char *)1, NULL, NULL));
     char *bad_argv[] = {"x", (char *)1, NULL};
     SHOW("execve bad argv entry", syscall(SYS_execve, "/bin/hello", bad_argv, NULL));
+    /* The file is opened before the arrays are read: missing beats bad. */
+    SHOW("execve bad argv, no such file", syscall(SYS_execve, "/nonexistent", (void *)8, NULL));
+    SHOW("execve bad envp, no such file", syscall(SYS_execve, "/nonexistent", bad_argv, (void *)8));
+    SHOW("execve bad argv array", syscall(SYS_execve, "/bin/hello", (void *)8, NULL));
     SHOW("chdir bad path", syscall(SYS_chdir, (char *)1));
     SHOW("mkdir bad path", syscall(SYS_mkdir, (char *)1, 0755));
     SHOW("unlink bad path", syscall(SYS_unlink, (char *)1));
