@@ -4,6 +4,7 @@ per-vCPU pages) and a pool of vCPUs."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import struct
 import threading
@@ -15,6 +16,8 @@ from quark.core.memory import FrameAllocator
 from quark.core.memory_ffi import PhysMem
 from quark.core.pagetable import NX, GateTables, PageTable
 from quark.core.vcpu import Vcpu, VcpuState
+
+log = logging.getLogger("quark.core")
 
 # Vectors user mode may raise with an `int n` instruction (Linux: int3 and into).
 _USER_VECTORS = {3, 4}
@@ -41,8 +44,18 @@ class Machine:
         self._spare_gpa = (mem_size + L.PAGE - 1) & ~(L.PAGE - 1)
         self._spare_lock = threading.Lock()
         self.drops = 0
-        kvm_ffi.set_memory_region(self.vm_fd, 1, self._spare_gpa, L.PAGE, self._spare.host_addr)
-        self.alloc.drop_shadows = self.drop_shadows
+        try:
+            kvm_ffi.set_memory_region(self.vm_fd, 1, self._spare_gpa, L.PAGE,
+                                      self._spare.host_addr)
+        except kvm_ffi.KvmError as e:
+            # A host that refuses a second slot still runs containers, with freed
+            # tables reused at once as before the drop existed (on a shadow MMU,
+            # with the risks FrameAllocator.retire_tables describes).
+            log.warning("no spare memory slot (%s): page-table frames are reused "
+                        "without dropping KVM's shadows", e)
+            self._spare_gpa = 0
+        else:
+            self.alloc.drop_shadows = self.drop_shadows
         self.cpuid = kvm_ffi.supported_cpuid(self.kvm_fd)
         self.run_size = kvm_ffi.vcpu_mmap_size(self.kvm_fd)
         self.stub = stub if stub is not None else load_stub()
@@ -116,7 +129,10 @@ class Machine:
         Deleting a memory slot makes x86 KVM mark every shadow page obsolete
         (kvm_mmu_zap_all_fast); the spare slot is deleted and made again. Measured
         here: a present PTE the host changed is seen by the guest after this call,
-        never before (tests/unit/core/test_shadow_drop.py). ~0.2 ms."""
+        never before (tests/unit/core/test_shadow_drop.py). ~0.2 ms. A no-op
+        where the spare slot could not be made."""
+        if not self._spare_gpa:
+            return
         with self._spare_lock:
             kvm_ffi.set_memory_region(self.vm_fd, 1, self._spare_gpa, 0, self._spare.host_addr)
             kvm_ffi.set_memory_region(self.vm_fd, 1, self._spare_gpa, L.PAGE,

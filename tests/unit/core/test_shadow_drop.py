@@ -60,6 +60,31 @@ def test_a_drop_makes_the_guest_see_a_changed_mapping() -> None:
         m.close()
 
 
+@pytest.mark.kvm
+def test_a_host_without_a_spare_slot_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("/dev/kvm is not usable here")
+    from quark.core import vm
+    real = kvm_ffi.set_memory_region
+
+    def refuse_slot_1(vm_fd: int, slot: int, *rest: int) -> None:
+        if slot == 1:
+            raise kvm_ffi.KvmError(22, "refused")
+        real(vm_fd, slot, *rest)
+
+    monkeypatch.setattr(vm.kvm_ffi, "set_memory_region", refuse_slot_1)
+    m = vm.Machine(64 << 20)
+    try:
+        assert m.alloc.drop_shadows is None
+        m.drop_shadows()                        # nothing to delete: no error
+        pt = m.new_page_table()
+        tables = list(pt._tables)
+        pt.release()
+        assert set(tables) <= set(m.alloc._free)  # reused at once, as before
+    finally:
+        m.close()
+
+
 def _allocator(drops: list[int], frames: int = 64) -> FrameAllocator:
     a = FrameAllocator(PhysMem(frames * L.PAGE), start=0)
     a.drop_shadows = lambda: drops.append(len(a._free))
