@@ -22,6 +22,9 @@ from quark.kernel.vfs.path import Location, fsdecode, fsencode
 
 MAX_INTERP_DEPTH = 4      # Linux's BINPRM_MAX_RECURSION
 BINPRM_BUF = 256
+# Stack below the initial frame backed at exec: static glibc's start and a first
+# printf reach ~10 KiB deep (busybox, bench/syscalls.c).
+STACK_PREFAULT = 4 * 4096
 MAX_ARGS = 0x7FFFFFFF // 8
 
 
@@ -124,6 +127,13 @@ async def do_execve(t: Task, dirfd: int, path: str, argv: list[bytes] | int,
             mm.hold_text(t.kernel.text_busy, (st.dev, st.ino))
             vdso = t.kernel.vdso.map_into(mm) if t.kernel.vdso is not None else 0
             sp = elf.build_stack(mm, image, argv, envp, execfn, t.creds, vdso)
+            # What every program touches first, backed now rather than through a
+            # guest fault each: its first instructions (the interpreter's, and the
+            # program's it jumps to) and the stack just below the initial frame.
+            mm.prefault(image.entry, write=False)
+            if image.exe_entry != image.entry:
+                mm.prefault(image.exe_entry, write=False)
+            mm.prefault(sp - STACK_PREFAULT, write=True)
         except BaseException:
             mm.release()
             raise
