@@ -90,6 +90,11 @@ def _map_segments(mm: AddressSpace, file: Any, phdrs: list[tuple[int, ...]], bia
                     p_offset - (start - page), name)
             if file_end < fpage_end and p_memsz > p_filesz:
                 mm.zero(file_end, fpage_end - file_end)   # .bss head shares a page
+            # Every segment's start (headers and relocations, rodata, the TLS image
+            # and GOT) is read at once by a starting program: backed now, not by a
+            # guest fault each (what the fault would do: read-only file pages come
+            # from the text cache).
+            mm.prefault(page, write=False)
         anon_start = fpage_end if p_filesz else page
         mpage_end = (mem_end + PAGE - 1) & ~(PAGE - 1)
         if mpage_end > anon_start:

@@ -316,8 +316,8 @@ class AddressSpace:
             return
         try:
             self._populate(page, write, around=True, force=False)
-        except LinuxError:
-            pass
+        except (LinuxError, OutOfMemory):
+            pass                # the access itself will say so, if it comes
 
     def _populate_whole(self, vma: Vma, va: int, last: int) -> int:
         """Every absent page of a small read-only file mapping (program text and
@@ -767,6 +767,9 @@ class AddressSpace:
                 self.vmas.insert(heap)
             else:
                 self.vmas.insert(Vma(old_end, new_end, PROT_READ | PROT_WRITE, 0, name="[heap]"))
+            # A program grows its heap to use it at once (glibc's TLS, malloc's
+            # next chunk): the first new page, and what a fault there would bring.
+            self.prefault(old_end, write=True)
         elif new_end < old_end:
             self.munmap(new_end, old_end - new_end)
         self.brk = new

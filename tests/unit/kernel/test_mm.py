@@ -389,3 +389,12 @@ def test_prefault_backs_what_a_fault_would_and_nothing_it_may_not(machine) -> No
     mm.prefault(0x1000, write=False)                                # no mapping: nothing
     assert none not in mm.frames and ro not in mm.frames and 0x1000 not in mm.frames
     mm.release()
+
+
+def test_a_growing_heap_gets_its_first_new_page_backed(machine) -> None:
+    mm = _space(machine)
+    mm.brk_start = mm.brk = 0x600000
+    assert mm.set_brk(0x600000 + 100 * 4096) == 0x600000 + 100 * 4096
+    assert 0x600000 in mm.frames and 0x600000 + 99 * 4096 not in mm.frames
+    assert mm.read(0x600000, 8) == bytes(8)
+    mm.release()
