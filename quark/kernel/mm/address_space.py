@@ -915,14 +915,17 @@ class AddressSpace:
                 table[key] -= 1
             else:
                 table.pop(key, None)
-        for p in self.special:     # shared machine frames: drop our translations
-            self.mem.invalidate(self.frames[p] & ~_LOW, PAGE)
-        self.alloc.free_many([e & ~_LOW for p, e in self.frames.items()
+        if self.alloc.drop_shadows is None:
+            for p in self.special:     # shared machine frames: drop our translations
+                self.mem.invalidate(self.frames[p] & ~_LOW, PAGE)
+        # (With shadow drops, this space's translations die with its retired
+        # tables: FrameAllocator.free_dead.)
+        self.pt.release()
+        self.alloc.free_dead([e & ~_LOW for p, e in self.frames.items()
                               if p not in self.special] + self.quarantine)
         self.quarantine = []
         self.frames.clear()
         self.special.clear()
-        self.pt.release()
         for v in self.vmas:
             v.drop()
         self.vmas = VmaList()

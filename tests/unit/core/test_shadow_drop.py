@@ -125,3 +125,29 @@ def test_running_out_of_frames_drops_the_shadows_first() -> None:
     with pytest.raises(OutOfMemory):                      # nothing left anywhere
         a.alloc()
     assert len(drops) == 1
+
+
+def test_frames_of_a_dead_space_are_discarded_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "DIRTY_BATCH", 4)
+    drops: list[int] = []
+    a = _allocator(drops)
+    mine = [a.alloc() for _ in range(3)]
+    shared = a.alloc()
+    a.share(shared)                                       # a fork's other holder
+    for f in mine:
+        a.mem.map[f:f + 8] = b"\xaa" * 8
+    a.free_dead(mine + [shared])
+    assert a.holders(shared) == 1 and a.in_use == 1       # shared: one holder fewer
+    assert not set(a.alloc_many(8)) & set(mine)           # not reused undiscarded
+    a.free_dead([a.alloc()])                              # the fourth: discarded now
+    got = set(a.alloc_many(4))
+    assert set(mine) <= got
+    assert all(a.mem.map[f:f + 8] == bytes(8) for f in mine)
+
+
+def test_without_drops_a_dead_space_frees_as_before() -> None:
+    a = FrameAllocator(PhysMem(64 * L.PAGE), start=0)
+    f = a.alloc()
+    a.mem.map[f:f + 8] = b"\xaa" * 8
+    a.free_dead([f])
+    assert a.alloc() == f and a.mem.map[f:f + 8] == bytes(8)
