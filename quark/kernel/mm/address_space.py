@@ -658,8 +658,8 @@ class AddressSpace:
             self.frames[p] = f | prot | (e & (COW | SHM))
             if old & ~prot:
                 downgraded.append(f)
-        for f in downgraded:
-            self.mem.invalidate(f, PAGE)
+        # One madvise per run of contiguous frames (glibc's RELRO: 4 pages, 1 call).
+        self.alloc._runs(sorted(downgraded), self.mem.invalidate)
         self._remap_present(addr, end, flags if prot & PROT_MASK else 0)
 
     def _remap_present(self, start: int, end: int, flags: int) -> None:
