@@ -192,6 +192,11 @@ class FrameAllocator:
                 return
         self.clean_dirty()
 
+    @property
+    def dirty(self) -> int:
+        """How many frames free_dead holds back undiscarded."""
+        return len(self._dirty)
+
     def clean_dirty(self) -> bool:
         """Discard the frames free_dead gathered and make them free; True if any."""
         with self._lock:

@@ -341,12 +341,16 @@ def _signed(v: int) -> int:
 def qcall_idle(k: Any) -> None:
     """The poller is about to sleep: a pending write-behind run reaches the host
     now, so host readers see it within the poller's window; a gate filling a write
-    ring is asked to ring the doorbell after its next write."""
+    ring is asked to ring the doorbell after its next write; frames of finished
+    address spaces are discarded (a quiet sandbox holds none back)."""
     wb = k.write_behind
     if wb.file is not None:
         with k.lock:
             wb.flush()
             wb.want_kick()
+    alloc = k.machine.alloc
+    if alloc.dirty:     # a quiet sandbox keeps no undiscarded frames (free_dead)
+        alloc.clean_dirty()
 
 
 
