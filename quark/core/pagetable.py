@@ -26,27 +26,29 @@ _KSLOT = (KBASE >> 39) & 511
 class PageTable:
     """One address space's tables. The last lower-half PML4 slot points at a table of
     this space's own whose first entry is that of the machine's shared one
-    (GateTables.kernel_pdpt: IDT, stub, per-vCPU pages); its second GiB holds the gates and
-    mailboxes of the vCPUs this space's tasks run on (layout.GATES_KVA)."""
+    (``kernel_pdpt``: IDT, stub, per-vCPU pages); its second GiB holds the gates and
+    mailboxes of the vCPUs this space's tasks run on (layout.GATES_KVA), so no space
+    sees another's mailbox. Freed like every other table of the space (release)."""
 
-    __slots__ = ("_gates", "_pt", "_tables", "alloc", "buf", "mem", "root")
+    __slots__ = ("_pt", "_tables", "alloc", "buf", "mem", "root")
 
-    def __init__(self, mem: PhysMem, alloc: FrameAllocator,
-                 gates: GateTables | None) -> None:
-        """``gates``: the machine's pool of slot-255 tables; None for the machine's
-        own tables (vm._KernelTables)."""
+    def __init__(self, mem: PhysMem, alloc: FrameAllocator, kernel_pdpt: int | None) -> None:
+        """``kernel_pdpt``: the machine's shared table; None for the machine's own
+        tables (vm._KernelTables)."""
         self.mem = mem
-        self.buf = mem.map
+        buf = self.buf = mem.map
         self.alloc = alloc
         self.root = alloc.alloc()
         self._tables: list[int] = [self.root]   # every table frame this space owns
         self._pt: dict[int, int] = {}           # va >> 21 -> leaf table frame
-        self._gates: tuple[GateTables, tuple[int, int, int]] | None = None
-        if gates is not None:
-            three = gates.take()
-            self._gates = (gates, three)
-            _Q.pack_into(self.buf, self.root + 8 * _KSLOT, three[0] | _TABLE)
-            self._pt[GATES_KVA >> 21] = three[2]
+        if kernel_pdpt is not None:
+            pdpt, pd, pt = alloc.alloc(), alloc.alloc(), alloc.alloc()
+            self._tables += (pdpt, pd, pt)
+            buf[pdpt:pdpt + 8] = buf[kernel_pdpt:kernel_pdpt + 8]
+            _Q.pack_into(buf, pdpt + 8 * ((GATES_KVA >> 30) & 511), pd | _TABLE)
+            _Q.pack_into(buf, pd + 8 * ((GATES_KVA >> 21) & 511), pt | _TABLE)
+            _Q.pack_into(buf, self.root + 8 * _KSLOT, pdpt | _TABLE)
+            self._pt[GATES_KVA >> 21] = pt
 
     def _leaf_table(self, va: int, create: bool) -> int:
         key = va >> 21
@@ -122,46 +124,6 @@ class PageTable:
         self.alloc.retire_tables(self._tables)
         self._tables = []
         self._pt.clear()
-        if self._gates is not None:
-            pool, three = self._gates
-            self._gates = None
-            pool.give(three)
-
-
-class GateTables:
-    """The tables of slot 255 each address space has of its own (a PDPT whose first
-    entry is the machine's, a PD, and the PT of the gates and mailboxes), kept for
-    that one use: KVM may still shadow a freed table in the role it had, and a frame
-    that shadowed the gates' PT, reused as another table, showed a mailbox at user
-    addresses (dd's processes then jumped to 0). Given back with every gate
-    unmapped (the vCPUs detach first), a set is as good as new."""
-
-    def __init__(self, alloc: FrameAllocator, kernel_pdpt: int) -> None:
-        self.alloc = alloc
-        self.kernel_pdpt = kernel_pdpt
-        self._free: list[tuple[int, int, int]] = []
-
-    def take(self) -> tuple[int, int, int]:
-        if self._free:
-            self.alloc.pooled(-3)
-            return self._free.pop()
-        buf = self.alloc.mem.map
-        pdpt, pd, pt = (self.alloc.alloc() for _ in range(3))
-        buf[pdpt:pdpt + 8] = buf[self.kernel_pdpt:self.kernel_pdpt + 8]
-        _Q.pack_into(buf, pdpt + 8 * ((GATES_KVA >> 30) & 511), pd | _TABLE)
-        _Q.pack_into(buf, pd + 8 * ((GATES_KVA >> 21) & 511), pt | _TABLE)
-        return pdpt, pd, pt
-
-    def give(self, three: tuple[int, int, int]) -> None:
-        pt = three[2]
-        words = struct.unpack_from("<512Q", self.alloc.mem.map, pt)
-        if any(words):          # the vCPUs detach first: only after a failure
-            for i, e in enumerate(words):
-                if e & P:       # a gate left mapped: unmap it, and from KVM's shadow
-                    _Q.pack_into(self.alloc.mem.map, pt + 8 * i, 0)
-                    self.alloc.mem.invalidate(e & ADDR_MASK, 4096)
-        self._free.append(three)
-        self.alloc.pooled(3)
 
 
 def frame_of(entry: int) -> int:

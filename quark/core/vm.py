@@ -14,7 +14,7 @@ from quark.core import kvm_ffi
 from quark.core.guest import layout as L
 from quark.core.memory import FrameAllocator
 from quark.core.memory_ffi import PhysMem
-from quark.core.pagetable import NX, GateTables, PageTable
+from quark.core.pagetable import NX, PageTable
 from quark.core.vcpu import Vcpu, VcpuState
 
 log = logging.getLogger("quark.core")
@@ -69,7 +69,7 @@ class Machine:
         self.mem.map[L.STUB_PA:L.STUB_PA + L.PAGE] = self.stub[:L.PAGE]
         self.mem.map[L.IDT_PA:L.IDT_PA + 4096] = self._idt()
         self._kpt = _KernelTables(self.mem, self.alloc)
-        self.gate_tables = GateTables(self.alloc, self._kpt.pdpt)
+        self.kernel_pdpt = self._kpt.pdpt
         self.map_machine_pages([(L.IDT_PA, NX), (L.STUB_PA, 0)])
 
     def _idt(self) -> bytes:
@@ -90,7 +90,7 @@ class Machine:
                 self._kpt.map(L.kva(pa), pa, flags)
 
     def new_page_table(self) -> PageTable:
-        return PageTable(self.mem, self.alloc, self.gate_tables)
+        return PageTable(self.mem, self.alloc, self.kernel_pdpt)
 
     def get_vcpu(self) -> Vcpu:
         """An idle vCPU, creating one if none is free."""

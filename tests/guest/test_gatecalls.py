@@ -104,9 +104,9 @@ def test_processes_come_and_go_without_a_crash(
         make_bundle: Callable[..., Path], static_cc: Callable[..., Path],
         quark_run: Callable[..., object]) -> None:
     # Address spaces made and released by the hundred (bench/run.py's dd row, 60
-    # times): the tables of their gates are reused (pagetable.GateTables). Reused as
-    # other tables, they once showed a mailbox at user addresses, and about one dd in
-    # twenty, or its timer, jumped to 0.
+    # times): the tables of their gates, reused as other tables while KVM still
+    # shadowed them, once showed a mailbox at user addresses, and about one dd in
+    # twenty, or its timer, jumped to 0 (now: FrameAllocator.retire_tables).
     timer = static_cc((REPO / "bench" / "syscalls.c").read_text(), name="syscalls")
     rootfs = make_bundle(["sh"], extra_binaries=[timer]) / "rootfs"
     script = ("bad=0; for i in $(seq 60); do"
