@@ -97,12 +97,6 @@ class FrameAllocator:
             self._next = pa + PAGE
             return pa
 
-    def pooled(self, n: int) -> None:
-        """``n`` frames went to (``n`` < 0: came back from) a caller's pool of its
-        own (pagetable.GateTables): they count as free while they wait there."""
-        with self._lock:
-            self.in_use -= n
-
     def alloc_many(self, n: int) -> list[int]:
         """``n`` frames at once (a fault-around, a fork): one lock round for all;
         all or none (OutOfMemory)."""
@@ -129,25 +123,33 @@ class FrameAllocator:
             self.in_use += n
             return out
 
+    def _drop_holders(self, frames: list[int]) -> tuple[list[int], list[int]]:
+        """(owned, shared): ``frames`` this holder alone had, and those others keep,
+        each of which loses this holder. Lock held."""
+        refs = self.refs
+        if not refs:
+            return frames, []
+        owned, shared = [], []
+        for pa in frames:
+            n = refs.get(pa)
+            if n is None:
+                owned.append(pa)
+                continue
+            if n > 2:
+                refs[pa] = n - 1
+            else:
+                del refs[pa]        # one holder left: it owns the frame now
+            shared.append(pa)
+        return owned, shared
+
     def free_many(self, frames: list[int]) -> None:
         """Let go of frames: shared ones lose a holder; the rest are discarded in runs
         of contiguous pages (one madvise each) and reused."""
         if not frames:
             return
         if self.refs:
-            shared = []
             with self._lock:
-                kept = []
-                for pa in frames:
-                    n = self.refs.get(pa)
-                    if n is None:
-                        kept.append(pa)
-                        continue
-                    if n > 2:
-                        self.refs[pa] = n - 1
-                    else:
-                        del self.refs[pa]    # one holder left: it owns the frame now
-                    shared.append(pa)
+                kept, shared = self._drop_holders(frames)
             # The departing holder's translations of frames others keep must go too
             # (PVM.md): otherwise a page-table frame reused later can revive them.
             self._runs(sorted(shared), self.mem.invalidate)
@@ -155,13 +157,7 @@ class FrameAllocator:
             if not frames:
                 return
         frames = sorted(frames)
-        start = prev = frames[0]
-        for pa in frames[1:]:
-            if pa != prev + PAGE:
-                self.mem.discard(start, prev + PAGE - start)
-                start = pa
-            prev = pa
-        self.mem.discard(start, prev + PAGE - start)
+        self._runs(frames, self.mem.discard)
         with self._lock:
             self._free.extend(frames)
             self.in_use -= len(frames)
@@ -177,15 +173,7 @@ class FrameAllocator:
             self.free_many(frames)      # tables are reused at once: the old way
             return
         with self._lock:
-            refs, owned = self.refs, []
-            for pa in frames:
-                n = refs.get(pa)
-                if n is None:
-                    owned.append(pa)
-                elif n > 2:
-                    refs[pa] = n - 1
-                else:
-                    del refs[pa]        # one holder left: it owns the frame now
+            owned, _ = self._drop_holders(frames)
             self._dirty.extend(owned)
             self.in_use -= len(owned)
             if len(self._dirty) < DIRTY_BATCH:
