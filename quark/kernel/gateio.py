@@ -56,8 +56,9 @@ def grant_device(t: Any, fd: int, f: Any, write: bool) -> None:
     if not kind or not eligible(t):
         return
     v = t.vcpu
-    if not v.gate_kind(fd) & kind:
-        v.gate_grant(fd, v.gate_kind(fd) | kind)
+    cur = v.gate_kind(fd)
+    if not cur & kind:
+        v.gate_grant(fd, cur | kind)
 
 
 def settle(t: Any, vcpu: Any, nr: int, rw_too: bool) -> None:

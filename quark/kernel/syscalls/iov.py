@@ -38,9 +38,14 @@ def buffer(t: Any, addr: int, count: int, write: bool,
 def discarded(addr: int, count: int) -> int:
     """write(2) to a file that never reads the buffer (/dev/null, /dev/zero):
     vfs_write's access_ok and the MAX_RW_COUNT clamp, nothing else."""
-    if addr + count > TASK_SIZE or addr + count < addr:
+    if _outside_user(addr, count):
         raise LinuxError(EFAULT)
     return min(count, MAX_RW_COUNT)
+
+
+def _outside_user(base: int, ln: int) -> bool:
+    """access_ok's test: ``[base, base + ln)`` does not lie in user space."""
+    return base + ln > TASK_SIZE or base + ln < base
 
 
 def iovec_array(t: Any, addr: int, cnt: int, write: bool,
@@ -57,7 +62,7 @@ def iovec_array(t: Any, addr: int, cnt: int, write: bool,
         raise LinuxError(EINVAL)
     # import_iovec's access_ok: every segment must lie in user space, checked before
     # anything moves (a segment that is merely unmapped ends the transfer short).
-    if any(ln and (base + ln > TASK_SIZE or base + ln < base) for base, ln in vecs):
+    if any(ln and _outside_user(base, ln) for base, ln in vecs):
         raise LinuxError(EFAULT)
     out: list[memoryview] = []
     total = 0

@@ -165,14 +165,14 @@ def fast_write(t: Task, raw: tuple[int, ...]) -> int | None:
     f = _writable(t, fd)
     if not f.sync_io:
         return None
+    wb = t.kernel.write_behind
     if f.discards_writes:
-        if t.kernel.write_behind.file is not None:
-            t.kernel.write_behind.flush(t)
+        if wb.file is not None:
+            wb.flush(t)
         n = discarded(raw[1], raw[2])
         gateio.grant_device(t, fd, f, True)
         return n
     bufs = buffer(t, raw[1], raw[2], False, f.partial_writes)
-    wb = t.kernel.write_behind
     if wb.enabled and f.behind_ok():
         n: int | None = wb.add(t, fd, f, bufs)
         if n is not None:

@@ -179,20 +179,24 @@ class WriteBehind:
         ring.vcpu.ring_arm(ring.fd, ring.base, RING, head=n)
         return n
 
+    @staticmethod
+    def _used(ring: Ring, head: int) -> int:
+        """Bytes between the host's tail and the gate's ``head``; 0 when that is
+        more than the ring holds (guest nonsense, undone at its next write)."""
+        used = (head - ring.tail) & 0xFFFFFFFF
+        return used if used <= RING else 0
+
     def backlog(self) -> int:
         """Bytes the ring holds that no drain has taken."""
         ring = self.ring
-        if ring is None:
-            return 0
-        used = (ring.vcpu.ring_head() - ring.tail) & 0xFFFFFFFF
-        return used if used <= RING else 0
+        return 0 if ring is None else self._used(ring, ring.vcpu.ring_head())
 
     def _drain(self, ring: Ring) -> None:
         """Write what the gate committed since the last drain."""
         head = ring.vcpu.ring_head()
-        used = (head - ring.tail) & 0xFFFFFFFF
-        if not used or used > RING:
-            return      # (more than it holds: guest nonsense, undone at its next write)
+        used = self._used(ring, head)
+        if not used:
+            return
         f, pos = ring.file, ring.tail & (RING - 1)
         ring.tail = head
         if f.host_fd is None:
