@@ -778,128 +778,22 @@ class AddressSpace:
     # ---- whole-space operations ---------------------------------------------
 
     def fork(self) -> AddressSpace:
-        """A private copy. Small spaces are copied at once: under PVM each later
-        copy-on-write fault costs a guest exit (tens of µs) while copying a page
-        costs a few µs. Large ones share their frames copy-on-write."""
+        """A private copy: a small space's pages copied at once, a large one's
+        shared copy-on-write (mm/fork.py says why)."""
         child = AddressSpace(self.machine)
         for v in self.vmas:
             child.vmas.insert(v.copy())
+        from quark.kernel.mm import fork
         if len(self.frames) >= COW_MIN_PAGES:
-            self._fork_cow(child)
+            fork.share_all(self, child)
         else:
-            self._fork_copy(child)
+            fork.copy_small(self, child)
         child.brk_start, child.brk = self.brk_start, self.brk
         if self.exe_text is not None:
             child.hold_text(*self.exe_text)     # fork copies the mm's exe_file too
         child.stack_top, child.mmap_top = self.stack_top, self.mmap_top
         child.write_ring = self.write_ring      # its copy is the child's to use
         return child
-
-    def _fork_cow(self, child: AddressSpace) -> None:
-        downgraded = []
-        for page, e in self.frames.items():
-            if page in self.special:
-                self._special_into(child, page, e)
-            elif self._share_into(child, page, e):
-                downgraded.append(e & ~_LOW)
-        # The parent's writable translations must go (PVM.md): invalidate the
-        # downgraded frames, in runs of contiguous frames (one madvise each).
-        self.alloc._runs(sorted(downgraded), self.mem.invalidate)
-
-    def _special_into(self, child: AddressSpace, page: int, e: int) -> None:
-        """A machine frame (vDSO, gate, mailbox): the child maps the same one."""
-        child.frames[page] = e
-        child.special.add(page)
-        child.pt.map(page, e & ~_LOW, _pte_flags(e & PROT_MASK))
-
-    def _share_into(self, child: AddressSpace, page: int, e: int) -> bool:
-        """Give the child this page's frame: shared memory stays shared and
-        writable; any other page becomes copy-on-write in both. True when the
-        parent's translation was writable and has been downgraded: the caller must
-        invalidate the frame."""
-        f = e & ~_LOW
-        prot = e & PROT_MASK
-        self.alloc.share(f)
-        if e & SHM:
-            child.frames[page] = e
-            if prot:
-                child.pt.map(page, f, _pte_flags(prot))
-            return False
-        self.frames[page] = child.frames[page] = e | COW
-        if prot:
-            child.pt.map(page, f, _pte_flags(prot & ~PROT_WRITE))
-        if prot & PROT_WRITE and not e & COW:
-            self.pt.set_flags(page, _pte_flags(prot & ~PROT_WRITE))
-            return True
-        return False
-
-    def _fork_copy(self, child: AddressSpace) -> None:
-        view = self.view
-        plain: list[tuple[int, int]] = []
-        shared: list[tuple[int, int]] = []
-        for page, e in self.frames.items():
-            if page in self.special:
-                self._special_into(child, page, e)
-            elif e & SHM:
-                self._share_into(child, page, e)
-            elif e & COW or not e & PROT_WRITE:
-                # Copy-on-write from an earlier fork, or a page this mapping cannot
-                # write (program text, rodata: most of a small process): shared on,
-                # nothing to downgrade; a later mprotect to writable copies it.
-                shared.append((page, e))
-            else:
-                plain.append((page, e))
-        self._share_many_into(child, shared)
-        try:
-            new = self.alloc.alloc_many(len(plain))
-        except OutOfMemory:
-            child.release()
-            raise LinuxError(ENOMEM) from None
-        # Copy, then map in runs of consecutive pages with the same rights (the
-        # frames dict keeps insertion order, which is mostly address order).
-        run_va = run_flags = 0
-        run: list[int] = []
-        for (page, e), f in zip(plain, new):
-            old = e & ~_LOW
-            view[f:f + PAGE] = view[old:old + PAGE]
-            prot = e & PROT_MASK           # writable: the others were shared above
-            child.frames[page] = f | prot
-            flags = _pte_flags(prot)
-            if run and (page != run_va + len(run) * PAGE or flags != run_flags):
-                child.pt.map_run(run_va, run, run_flags)
-                run = []
-            if not run:
-                run_va, run_flags = page, flags
-            run.append(f)
-        if run:
-            child.pt.map_run(run_va, run, run_flags)
-
-    def _share_many_into(self, child: AddressSpace, pages: list[tuple[int, int]]) -> None:
-        """_share_into for pages whose parent translation is read-only already: one
-        allocator round, and the child's entries mapped in runs."""
-        self.alloc.share_many([e & ~_LOW for _, e in pages])
-        mine, theirs, map_run = self.frames, child.frames, child.pt.map_run
-        flags_of: dict[int, int] = {}
-        run_va = run_flags = next_va = 0
-        run: list[int] = []
-        for page, e in pages:       # a few hundred pages a fork: kept lean
-            e |= COW
-            mine[page] = theirs[page] = e
-            prot = e & PROT_MASK
-            if not prot:
-                continue
-            flags = flags_of.get(prot)
-            if flags is None:
-                flags = flags_of[prot] = _pte_flags(prot & ~PROT_WRITE)
-            if page == next_va and flags == run_flags:
-                run.append(e & ~_LOW)
-            else:
-                if run:
-                    map_run(run_va, run, run_flags)
-                run, run_va, run_flags = [e & ~_LOW], page, flags
-            next_va = page + PAGE
-        if run:
-            map_run(run_va, run, run_flags)
 
     def hold_text(self, table: dict[Any, int], key: Any) -> None:
         """This space runs the executable ``key`` (kernel.text_busy) until released."""
