@@ -189,7 +189,10 @@ class WriteBehind:
     def backlog(self) -> int:
         """Bytes the ring holds that no drain has taken."""
         ring = self.ring
-        return 0 if ring is None else self._used(ring, ring.vcpu.ring_head())
+        # Read without the kernel lock (the poller): the task may be between
+        # dropping its ring and letting go of its vCPU.
+        v = ring.vcpu if ring is not None else None
+        return 0 if v is None else self._used(ring, v.ring_head())
 
     def _drain(self, ring: Ring) -> None:
         """Write what the gate committed since the last drain."""
