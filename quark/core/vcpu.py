@@ -32,6 +32,7 @@ _MAILBOX = struct.Struct("<7Q")
 CR0 = 0x80050033            # PG, AM, WP, NE, ET, MP, PE
 CR4 = 0x10620 | 0x40000     # FSGSBASE, OSXMMEXCPT, OSFXSR, PAE, OSXSAVE (PVM.md)
 EFER = 0xD01                # NXE, LMA, LME, SCE
+_NO_GRANTS = bytes(L.GATE_FDS)
 XCR0 = 7                    # x87, SSE, AVX state enabled for user code
 MSR_STAR = 0xC0000081
 MSR_LSTAR = 0xC0000082
@@ -185,8 +186,7 @@ class Vcpu:
         must go from KVM's shadow too (PVM.md): the frames keep their content."""
         pt.unmap(self.gate_kva)
         pt.unmap(self.gate_kva + L.PAGE)
-        self.machine.mem.invalidate(self.base_pa + L.VCPU_GATE, L.PAGE)
-        self.machine.mem.invalidate(self.mailbox_pa, L.PAGE)
+        self.machine.mem.invalidate(self.base_pa + L.VCPU_GATE, 2 * L.PAGE)  # + mailbox
 
     # ---- entering user mode
 
@@ -311,7 +311,7 @@ class Vcpu:
         """No grants, no ring: every call takes the slow path."""
         mb = self._mb32
         mb[L.MB_GRANTS // 4] = 0
-        self._fdkind[:] = bytes(L.GATE_FDS)
+        self._fdkind[:] = _NO_GRANTS
         mb[L.MB_WCAP // 4] = 0
         mb[L.MB_WHEAD // 4] = 0
         mb[L.MB_WNEW // 4] = 0

@@ -177,8 +177,6 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
     elif entry is not None and entry.handler is not None:
         result = _plain(t, FAST[nr], raw) if rw else None
         if result is None:
-            if rw and wb.file is not None:
-                wb.flush(t)
             result = drive(t, entry.handler(t, args))
         elif wb.file is not None and k.poke_poller is not None:
             k.poke_poller()     # its idle pass flushes what this left pending
@@ -209,7 +207,8 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
 
 def _plain(t: Task, fast: Any, raw: list[int]) -> int | None:
     """A call through its plain twin (syscalls.table.fast); None: the twin hands it
-    to the handler (a file whose I/O may sleep)."""
+    to the handler (a file whose I/O may sleep), with any write-behind run flushed
+    first."""
     try:
         result: int | None = fast(t, raw)
     except LinuxError as e:
@@ -217,6 +216,8 @@ def _plain(t: Task, fast: Any, raw: list[int]) -> int | None:
     except Exception:
         log.exception("syscall handler failed in task %d (%s)", t.tid, t.comm)
         result = -L.ENOSYS
+    if result is None and t.kernel.write_behind.file is not None:
+        t.kernel.write_behind.flush(t)
     return result
 
 
@@ -395,8 +396,6 @@ def _qcall_serve(t: Task, vcpu: Any) -> None:
         if result is not None:
             _qcall_finish(t, vcpu, result)
             return
-        if wb.file is not None:
-            wb.flush(t)
     entry = k.table.get(nr)
     if nr in NEEDS_VCPU or entry is None or entry.handler is None:
         vcpu.qc_bounce()
@@ -470,7 +469,7 @@ def _on_exception(t: Task, vcpu: Any) -> bool:
         if vector == 14:
             cr2 = vcpu.cr2()
             code = t.mm.handle_fault(cr2, err)
-            if code == 0 and not t.signal_pending() and not k.frozen and not t.tg.stopped:
+            if code == 0 and not t.signal_pending() and not k_frozen(t):
                 return True
             if code < 0:
                 force_fault(t, SigInfo(L.SIGBUS, -code, addr=cr2))
@@ -506,7 +505,7 @@ def _on_gate_fault(t: Task, vcpu: Any, vector: int, err: int, rsp: int) -> bool:
     does what Linux does: EFAULT or a short count, not a SIGSEGV. Kernel lock held."""
     k = t.kernel
     code = t.mm.handle_fault(vcpu.cr2(), err) if vector == 14 else -1
-    if code == 0 and not t.signal_pending() and not k.frozen and not t.tg.stopped:
+    if code == 0 and not t.signal_pending() and not k_frozen(t):
         return True
     rip, rflags = vcpu.gate_restart()
     vcpu.set_fault_return(rip, rsp, rflags)

@@ -91,7 +91,6 @@ MB_WBASE = 0x80
 MB_WTAIL = 0x88
 MB_FDKIND = 0x90
 GATE_FDS = 64                     # fds below this may hold grants
-FAST_MAX = 1 << 20                # larger transfers take the slow path
 K_READ_ZERO, K_READ_EOF, K_WRITE_DISCARD, K_WRITE_RING = 1, 2, 4, 8
 QC_IDLE, QC_SUBMITTED, QC_RUNNING, QC_DONE, QC_BOUNCED = 0, 1, 2, 3, 4
 

@@ -107,8 +107,11 @@ class ProcFs(FileSystem):
             if k is not None and hasattr(k, "proc_owner"):
                 owner = k.proc_owner(int(name))
             else:
-                owner = next(((p.uid, p.gid) for p in self.procs(t) if p.pid == int(name)),
-                             None)
+                try:
+                    p = self.proc(t, int(name))
+                except LinuxError:
+                    return None
+                owner = (p.uid, p.gid)
             return None if owner is None else self._pid_factory(name, int(name), *owner)
         static = self._static
         if static is None or static[0] is not self.kernel(t):
