@@ -120,6 +120,23 @@ def test_launcher_ignores_the_environment(tmp_path: Path) -> None:
     assert r.stdout.startswith("quark version") and "hijacked" not in r.stdout + r.stderr
 
 
+def test_launcher_finds_a_virtual_environments_packages(tmp_path: Path) -> None:
+    """Without site, a venv's sys.prefix is its base interpreter's: bin/quark must
+    still put the venv's site-packages on sys.path (scripts/setup-debian.sh makes a
+    venv wherever the system Python is Debian's)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    text = (REPO / "bin" / "quark").read_text()
+    program = text.split("-c '\n", 1)[1].split("\n_paths()\n", 1)[0]
+    program += "\n_paths()\nprint(repr(sys.path))\n"
+    r = subprocess.run([str(venv / "bin" / "python3"), "-I", "-S", "-c", program,
+                        str(REPO / "bin" / "quark")], check=True, capture_output=True,
+                       text=True, timeout=60)
+    ver = "python%d.%d" % sys.version_info[:2]
+    assert str(venv / "lib" / ver / "site-packages") in eval(r.stdout), r.stdout
+
+
 def test_launcher_usage_error_names_quark() -> None:
     env = dict(os.environ, QUARK_PYTHON=sys.executable)
     r = subprocess.run([str(REPO / "bin" / "quark"), "nosuchcommand"], check=False, capture_output=True,
