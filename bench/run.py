@@ -643,9 +643,10 @@ def main() -> int:
             columns.append(Column(rt, rt))
     if "quark" in runtimes:
         # As a pip install does: else a module whose .pyc is stale (edited since)
-        # is compiled again by every run when PYTHONDONTWRITEBYTECODE is set.
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "quark")],
-                       stdout=subprocess.DEVNULL, check=False)
+        # is compiled again by every run when PYTHONDONTWRITEBYTECODE is set. Level 2
+        # too: bin/quark runs python -OO.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-o", "0", "-o", "2",
+                        str(REPO / "quark")], stdout=subprocess.DEVNULL, check=False)
     started, load0 = time.monotonic(), loadavg()
     with tempfile.TemporaryDirectory(prefix="quark-bench-") as tmp:
         results = measure(Bench(Path(tmp), ns), columns)

@@ -67,6 +67,16 @@ gcc -O2 -Wall -o "$REPO/bin/quark-client" "$REPO/quark/template/client.c"
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "$REPO/plugins/net_bridge" "$REPO/plugins/net_rdma"
 rm -rf "$REPO"/plugins/*/build "$REPO"/plugins/*/*.egg-info
+# bin/quark runs Python with -OO, whose bytecode is the .opt-2.pyc that pip does not
+# write: compile it now for the standard library, the site-packages and this
+# checkout, so that no command compiles at start (or every time, run by a user who
+# cannot write there).
+"$PY" -OO -m compileall -q -j 0 -x '/(test|tests|idlelib|lib2to3|tkinter|turtledemo)/' \
+    "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+    "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+    "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("platlib"))')" \
+    "$REPO/quark" "$REPO/plugins" >/dev/null ||
+    echo "==> note: some files did not byte-compile (each compiles when imported)"
 # The console script lands in the interpreter's scripts directory, which may not be on
 # PATH (a venv) or not yet shimmed (pyenv): make `quark` resolve to it.
 bin="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/quark"
