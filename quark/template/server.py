@@ -56,13 +56,17 @@ PRELOAD = (
     "quark.kernel.fs.proc.fs", "quark.kernel.fs.proc.info", "quark.kernel.fs.proc.text",
     "quark.kernel.loader.vdso", "quark.kernel.procinfo", "quark.kernel.timekeeper",
     "quark.core.guest.build",
-    "structlog", "uvloop", "asyncio", "subprocess", "tomllib",
+    "structlog", "uvloop", "asyncio", "subprocess",
 )
 
 
 def preload() -> None:
     """Import what runs use, and let plugins import theirs (quark_preload)."""
-    for name in PRELOAD:
+    from quark.config import config_path
+    # The TOML parser only where there is a file to parse (~0.15 MiB a run would
+    # carry for nothing); a file created later costs each run the import (~2 ms).
+    toml = ("tomllib",) if config_path().exists() else ()
+    for name in PRELOAD + toml:
         try:
             importlib.import_module(name)
         except ImportError as e:    # tomllib before 3.11; anything else shows in a run

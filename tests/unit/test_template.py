@@ -222,6 +222,26 @@ def test_pyroute2_is_preloaded_for_the_workers_only() -> None:
         assert out == expected, where
 
 
+def test_preload_leaves_out_what_runs_do_not_call(tmp_path: Path) -> None:
+    """Every module the template imports is in every run's RSS: the guest stub's
+    build tools (tempfile, random) stay out, and the TOML parser is in only when
+    there is a configuration file to parse."""
+    # Started as bin/quark starts it: without site, whose .pth hooks import more.
+    code = (f"import sys, site; sys.path[:0] = [{str(REPO)!r}, *site.getsitepackages()]; "
+            "from quark.template import server; server.preload(); "
+            "print(sorted(m for m in ('tempfile', 'random', 'tomllib') if m in sys.modules))")
+    config = tmp_path / "config.toml"
+    env = dict(os.environ, QUARK_PLUGINS="none", QUARK_CONFIG=str(config))
+    argv = [sys.executable, "-S", "-c", code]
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True,
+                         timeout=120).stdout
+    assert out.strip() == "[]"
+    config.write_text("[log]\nlevel = \"info\"\n")
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True,
+                         timeout=120).stdout
+    assert out.strip() == "['tomllib']"
+
+
 # ---- quark-client (quark/template/client.c) against a template stand-in --------------
 
 @pytest.fixture(scope="module")

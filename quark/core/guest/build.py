@@ -14,13 +14,14 @@ dependency of the package exists.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import struct
 import subprocess
-import tempfile
 from pathlib import Path
+
+# tempfile (and the random it imports) and hashlib are imported where a build needs
+# them: a run only reads the built stub, and every run (and the template its runs
+# fork from) would otherwise carry ~0.2 MiB of modules it never calls.
 
 GUEST_DIR = Path(__file__).resolve().parent
 
@@ -76,6 +77,8 @@ def _check_object(src: Path, obj: bytes) -> None:
 
 
 def _tool(name: str) -> str:
+    import shutil
+
     path = shutil.which(name)
     if path is None:
         raise GuestBuildError(f"'{name}' not found: install GNU binutils "
@@ -96,6 +99,9 @@ def assemble(src: Path, dst: Path) -> None:
     `dst` is replaced atomically, so concurrent builders never expose a partial file.
     Raises GuestBuildError with the assembler's own diagnostics on failure.
     """
+    import shutil
+    import tempfile
+
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="quark-guest-") as tmp:
@@ -123,6 +129,9 @@ VDSO_FLAGS = [
 
 def compile_vdso(src: Path, dst: Path) -> None:
     """Compile the vDSO C source `src` (with `<stem>.map`, its version script) to `dst`."""
+    import shutil
+    import tempfile
+
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     version_script = src.with_suffix(".map")
@@ -161,6 +170,8 @@ def _fresh(src: Path, dst: Path) -> bool:
 
 def _cache_dir() -> Path:
     """A per-content directory under the user's cache, for read-only installs."""
+    import hashlib
+
     digest = hashlib.sha256()
     for src in sources() + c_sources():
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
@@ -196,6 +207,8 @@ def ensure_built() -> Path:
         dst = out / (src.stem + ".so")
         if not _fresh(src, dst):
             if out != GUEST_DIR:
+                import shutil
+
                 for extra in (src, src.with_suffix(".map"), src.with_suffix(".lds")):
                     shutil.copyfile(extra, out / extra.name)
                 src = out / src.name
