@@ -46,8 +46,8 @@ _sandbox_ran = False
 # -- commands --------------------------------------------------------------------------
 
 def _run_sandbox(spec: SandboxSpec, cfg: Config, pid_file: str | None) -> int:
-    """`quark do`: run a spec in the foreground with no state directory."""
-    """Hand the checked spec to the sandbox and turn its result into an exit status."""
+    """`quark do`: hand the checked spec to the sandbox (no state directory) and
+    turn its result into an exit status."""
     from .log import get_logger, setup_logging
 
     setup_logging(cfg.log)
