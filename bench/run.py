@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Quark next to native, runc and runsc, measured in the same run.
 
-    python3 bench/run.py [--iterations N] [--batches B] [--runs K] [--dd-runs D]
-                         [--idle-seconds S] [--sandboxes M]
+    python3 bench/run.py [--iterations N] [--batches B] [--runs K] [--spawns P]
+                         [--dd-runs D] [--idle-seconds S] [--sandboxes M]
                          [--runtimes native,runc,runsc,quark]
                          [--quark-paths qcall,exit,template]
                          [--json FILE]
@@ -12,7 +12,8 @@ $QUARK_SYSCALL_PATH, and once with the qcall path through a template process sta
 for the column, `quark template serve`): per-call latency of getpid, clock_gettime, a 4 KiB read of
 /dev/zero and a 4 KiB pread of a regular file of the rootfs (bench/syscalls.c,
 compiled here with `gcc -static`; median of B batches, getpid also as the mean);
-busybox `dd bs=4k count=2500` to a file of the rootfs in MB/s; the wall time and peak
+the cost of a process, P forks (fork, _exit, waitpid) and P forks that exec a static
+no-op program (median of B batches); busybox `dd bs=4k count=2500` to a file of the rootfs in MB/s; the wall time and peak
 RSS of `run` of a bundle whose command is `echo hello` (K runs, each a full
 create/start/wait/delete); the CPU a sleeping container uses over S seconds; its PSS,
 and the marginal PSS of each extra sleeping sandbox (1 then M running). A runtime that
@@ -299,6 +300,16 @@ class Bench:
         except (ValueError, IndexError):
             raise Unavailable(f"unexpected output: {_short(res.stdout)}") from None
 
+    def spawns(self, col: Column) -> dict[str, float]:
+        """`syscalls --spawn`: fork+_exit+waitpid, and fork+exec of a static no-op
+        program+waitpid, --spawns times each in B batches (median batch)."""
+        n = max(self.ns.spawns, self.ns.batches)
+        res = self.run(col, ["/bin/syscalls", "--spawn", str(n), str(self.ns.batches)])
+        try:
+            return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            raise Unavailable(f"unexpected output: {_short(res.stdout)}") from None
+
     def dd(self, col: Column) -> dict[str, Any]:
         """busybox dd (which reports no rate here), D times in one container (one
         sh), each timed inside the container by `syscalls --time`: fork + exec + copy
@@ -451,7 +462,7 @@ def precheck(runtime: str) -> None:
         raise Unavailable("/dev/kvm missing or not read-write")
 
 
-MEASUREMENTS = ("syscalls", "dd", "echo", "echo_nonet", "sleepers")
+MEASUREMENTS = ("syscalls", "spawns", "dd", "echo", "echo_nonet", "sleepers")
 
 
 def measure(bench: Bench, columns: list[Column]) -> dict[str, Any]:
@@ -491,8 +502,8 @@ def measure(bench: Bench, columns: list[Column]) -> dict[str, Any]:
 
 # -- the table ------------------------------------------------------------------------
 
-def _us(field: str) -> Callable[[dict[str, Any]], str]:
-    return lambda d: f"{d[field] / 1000:.3f}" if field in d else "-"
+def _us(field: str, places: int = 3) -> Callable[[dict[str, Any]], str]:
+    return lambda d: f"{d[field] / 1000:.{places}f}" if field in d else "-"
 
 
 def _mib(kib: float) -> str:
@@ -507,6 +518,9 @@ def rows(ns: argparse.Namespace) -> list[tuple[str, str, Callable[[dict[str, Any
         ("clock_gettime (µs/call, median)", "syscalls", _us("clock_gettime_med_ns")),
         ("read 4 KiB /dev/zero (µs/call, median)", "syscalls", _us("read4k_med_ns")),
         ("pread 4 KiB rootfs file (µs/call, median)", "syscalls", _us("pread4k_med_ns")),
+        (f"fork+exit+wait (µs/process, median of {b} batches)", "spawns",
+         _us("fork_med_ns", 1)),
+        ("fork+exec+exit+wait, static (µs/process, median)", "spawns", _us("spawn_med_ns", 1)),
         (f"dd bs=4k count={DD_COUNT} (MB/s, median of {ns.dd_runs})", "dd",
          lambda d: f"{statistics.median(d['mb_s']):.0f}"),
         (f"run busybox echo (ms, median of {ns.runs})", "echo",
@@ -605,6 +619,8 @@ def main() -> int:
     p.add_argument("--batches", "-b", type=int, default=10,
                    help="batches the calls are split in (the median is reported)")
     p.add_argument("--runs", "-r", type=int, default=10, help="runs of busybox echo")
+    p.add_argument("--spawns", type=int, default=400,
+                   help="processes forked (and forked and exec'd) per sandbox")
     p.add_argument("--dd-runs", type=int, default=3, help="runs of dd (in one container)")
     p.add_argument("--idle-seconds", type=float, default=10.0,
                    help="how long the sleeping container's CPU use is sampled")

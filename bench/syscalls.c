@@ -2,6 +2,7 @@
  * Per-call cost of a few system calls, and a stopwatch, for bench/run.py.
  *
  *   syscalls [N [BATCHES [FILE]]]
+ *   syscalls --spawn N BATCHES
  *   syscalls --time CMD [ARG...]
  *
  * Runs each operation N times (default 100000) after a short warm-up, split in
@@ -14,6 +15,11 @@
  * uses libc, i.e. the vDSO where the kernel provides one (static glibc uses it too);
  * read4k is read(2) of 4 KiB from /dev/zero into the same buffer each time; pread4k
  * is pread(2) of 4 KiB at offset 0 of FILE (a regular file; skipped if not given).
+ *
+ * --spawn times processes the same way: fork (the child calls _exit(0)) + waitpid,
+ * and fork + execv of this program with --exit (a static binary that returns at
+ * once) + waitpid, printed as fork_ns/fork_med_ns and spawn_ns/spawn_med_ns per
+ * process. A shell script pays the second for each command it runs.
  *
  * --time runs CMD (fork, execvp, wait4) and then prints to stderr one JSON line
  * {"timed": CMD, "status": S, "wall_ns": W, "maxrss_kib": R}: the wall time from
@@ -35,16 +41,37 @@
 
 #define MAX_BATCHES 1000
 
-enum op { GETPID, CLOCK, READ4K, PREAD4K };
+enum op { GETPID, CLOCK, READ4K, PREAD4K, FORK, SPAWN };
 
 static char buf[4096];
 static int zero_fd = -1, file_fd = -1;
+static const char *self_path;     /* argv[0]: what SPAWN executes */
 
 static double now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* One child: _exit(0) at once, or exec this program with --exit; 0 if it exited 0. */
+static int child(int exec)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (exec) {
+			char *const args[] = {(char *)self_path, "--exit", NULL};
+			execv(self_path, args);
+		}
+		_exit(exec ? 127 : 0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		return -1;
+	return 0;
 }
 
 static int loop(enum op op, long n)
@@ -65,6 +92,11 @@ static int loop(enum op op, long n)
 			break;
 		case PREAD4K:
 			if (pread(file_fd, buf, sizeof buf, 0) != sizeof buf)
+				return -1;
+			break;
+		case FORK:
+		case SPAWN:
+			if (child(op == SPAWN) < 0)
 				return -1;
 			break;
 		}
@@ -128,15 +160,26 @@ static int timed(char **cmd)
 
 int main(int argc, char **argv)
 {
-	static const char *const names[] = {"getpid", "clock_gettime", "read4k", "pread4k"};
+	static const char *const names[] = {"getpid", "clock_gettime", "read4k", "pread4k",
+					    "fork", "spawn"};
 	long n = argc > 1 ? atol(argv[1]) : 100000;
 	int batches = argc > 2 ? atoi(argv[2]) : 10;
 	const char *file = argc > 3 ? argv[3] : NULL;
-	int last = file ? PREAD4K : READ4K;
+	int first = GETPID, last = file ? PREAD4K : READ4K;
 	double mean, med;
 
+	self_path = argv[0];
+	if (argc > 1 && strcmp(argv[1], "--exit") == 0)
+		return 0;
 	if (argc > 2 && strcmp(argv[1], "--time") == 0)
 		return timed(argv + 2);
+	if (argc > 3 && strcmp(argv[1], "--spawn") == 0) {
+		n = atol(argv[2]);
+		batches = atoi(argv[3]);
+		file = NULL;
+		first = FORK;
+		last = SPAWN;
+	}
 	if (batches < 1 || batches > MAX_BATCHES || n < batches) {
 		fprintf(stderr, "syscalls: need 1 <= BATCHES <= %d and N >= BATCHES\n", MAX_BATCHES);
 		return 2;
@@ -154,7 +197,7 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("{\"iterations\": %ld, \"batches\": %d", n / batches * batches, batches);
-	for (int op = GETPID; op <= last; op++) {
+	for (int op = first; op <= last; op++) {
 		if (measure(op, n, batches, &mean, &med) < 0) {
 			fprintf(stderr, "syscalls: %s: short or failed call\n", names[op]);
 			return 3;
