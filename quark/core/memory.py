@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +20,15 @@ from quark.core.memory_ffi import PhysMem
 # one drop per ~340 of them.
 RETIRE_SHARE = 64
 RETIRE_MIN = 256
-# Frames of finished address spaces discarded together (free_dead): ~20 processes'
-# worth, so the runs merge; at most 1 MiB of host memory waits meanwhile.
-DIRTY_BATCH = 256
+# Frames of finished address spaces kept with their host pages for reuse (free_dead):
+# a first touch of a discarded frame costs ~5 µs (the memfd's page, and the outer
+# VM's behind it), its discard ~6 µs of madvise, and zeroing a kept one ~0.3 µs. A
+# fork+exec of a small program frees ~100; beyond this many the oldest are
+# discarded, so a busy sandbox keeps at most 2 MiB of host memory this way, and a
+# quiet one none (clean_warm, WARM_QUIET after the last).
+WARM_MAX = 512
+WARM_QUIET = 0.1
+_ZERO = bytes(PAGE)
 
 
 class OutOfMemory(Exception):
@@ -31,11 +38,12 @@ class OutOfMemory(Exception):
 class FrameAllocator:
     """Hands out 4 KiB guest-physical frames, zero-filled.
 
-    A freed frame is discarded (MADV_REMOVE) before reuse, which both zeroes it and
-    drops every shadow mapping KVM holds for it, so a frame never shows its previous
-    owner's data to a new one (PVM.md). Frames that were page tables also wait for
-    KVM to forget its shadows of them (retire_tables). Thread-safe: vCPU threads
-    allocate on faults.
+    A frame freed by a live address space is discarded (MADV_REMOVE) before reuse,
+    which both zeroes it and drops every shadow mapping KVM holds for it, so a frame
+    never shows its previous owner's data to a new one (PVM.md). A finished space's
+    frames are kept and zeroed when handed out instead (free_dead). Frames that were
+    page tables also wait for KVM to forget its shadows of them (retire_tables).
+    Thread-safe: vCPU threads allocate on faults.
     """
 
     def __init__(self, mem: PhysMem, start: int = FIXED_END) -> None:
@@ -52,7 +60,8 @@ class FrameAllocator:
         # where no VM runs on this memory: retired tables are then free at once.
         self.drop_shadows: Callable[[], None] | None = None
         self._retired: list[int] = []       # discarded, waiting for drop_shadows
-        self._dirty: list[int] = []         # free, not yet discarded (free_dead)
+        self._warm: list[int] = []          # free, old bytes, host page kept (free_dead)
+        self.warm_since = 0.0               # monotonic time of the last free_dead
         self.retire_batch = max(RETIRE_MIN, mem.size // PAGE // RETIRE_SHARE)
 
     def share(self, pa: int) -> None:
@@ -71,6 +80,14 @@ class FrameAllocator:
         return self.refs.get(pa, 1)
 
     def alloc(self) -> int:
+        if self._warm:
+            with self._lock:
+                pa = self._warm.pop() if self._warm else None
+                if pa is not None:
+                    self.in_use += 1
+            if pa is not None:
+                self.mem.map[pa:pa + PAGE] = _ZERO
+                return pa
         try:
             return self._alloc()
         except OutOfMemory:
@@ -79,9 +96,9 @@ class FrameAllocator:
         return self._alloc()
 
     def _refill(self) -> bool:
-        """After OutOfMemory: True if the dirty frames, the retired tables or the
-        reclaim hook gave some frames back."""
-        if self.clean_dirty() or self.release_retired():
+        """After OutOfMemory: True if the retired tables or the reclaim hook gave
+        some frames back."""
+        if self.release_retired():
             return True
         return self.reclaim is not None and self.reclaim()
 
@@ -98,14 +115,43 @@ class FrameAllocator:
             return pa
 
     def alloc_many(self, n: int) -> list[int]:
-        """``n`` frames at once (a fault-around, a fork): one lock round for all;
-        all or none (OutOfMemory)."""
-        try:
-            return self._alloc_many(n)
-        except OutOfMemory:
-            if not self._refill():
+        """``n`` zeroed frames at once (a fault-around, a fork): one lock round for
+        all; all or none (OutOfMemory)."""
+        out, warm = self._take(n)
+        if warm:
+            buf = self.mem.map
+            for pa in out[:warm]:
+                buf[pa:pa + PAGE] = _ZERO
+        return out
+
+    def alloc_overwritten(self, n: int) -> list[int]:
+        """``n`` frames for a caller that writes every byte of each at once (a
+        fork's copies, a copy-on-write break), so they are not zeroed: kept frames
+        of finished spaces first, with their old bytes. All or none (OutOfMemory)."""
+        return self._take(n)[0]
+
+    def _take(self, n: int) -> tuple[list[int], int]:
+        """``n`` frames, the kept ones first: (frames, how many of them were kept)."""
+        with self._lock:
+            warm = self._warm
+            take = min(n, len(warm))
+            out = warm[len(warm) - take:]       # the latest freed: the likeliest cached
+            del warm[len(warm) - take:]
+            self.in_use += take
+        if take < n:
+            try:
+                try:
+                    out += self._alloc_many(n - take)
+                except OutOfMemory:
+                    if not self._refill():
+                        raise
+                    out += self._alloc_many(n - take)
+            except OutOfMemory:
+                with self._lock:
+                    self._warm.extend(out)
+                    self.in_use -= take
                 raise
-        return self._alloc_many(n)
+        return out, take
 
     def _alloc_many(self, n: int) -> list[int]:
         with self._lock:
@@ -167,34 +213,46 @@ class FrameAllocator:
         exec) and whose tables were retired. Its translations of them live only in
         KVM's shadows of those tables, which no vCPU reaches before the drop that
         frees them (retire_tables). So a shared frame only loses a holder, and owned
-        ones are discarded DIRTY_BATCH at a time, in runs that merge: an exec let go
-        of its frames in ~20 madvise calls of a page or two, ~6 µs each."""
+        ones need no discard before reuse: they are kept, host page and old bytes,
+        and zeroed when handed out (alloc), or overwritten (alloc_overwritten). An
+        exec used to let go of its frames in ~20 madvise calls of ~6 µs, and its
+        successor paid ~5 µs a page to touch them again."""
         if self.drop_shadows is None:
             self.free_many(frames)      # tables are reused at once: the old way
             return
         with self._lock:
             owned, _ = self._drop_holders(frames)
-            self._dirty.extend(owned)
+            warm = self._warm
+            warm.extend(owned)
             self.in_use -= len(owned)
-            if len(self._dirty) < DIRTY_BATCH:
+            self.warm_since = time.monotonic()
+            spill = len(warm) - WARM_MAX
+            if spill <= 0:
                 return
-        self.clean_dirty()
+            oldest = warm[:spill]
+            del warm[:spill]
+        self._discard_free(oldest)
 
     @property
-    def dirty(self) -> int:
-        """How many frames free_dead holds back undiscarded."""
-        return len(self._dirty)
+    def warm(self) -> int:
+        """How many freed frames free_dead keeps undiscarded."""
+        return len(self._warm)
 
-    def clean_dirty(self) -> bool:
-        """Discard the frames free_dead gathered and make them free; True if any."""
+    def clean_warm(self) -> bool:
+        """Discard the frames free_dead kept (their host memory goes back) and make
+        them free; True if any."""
         with self._lock:
-            dirty, self._dirty = self._dirty, []
-        if not dirty:
+            warm, self._warm = self._warm, []
+        if not warm:
             return False
-        self._runs(sorted(dirty), self.mem.discard)
-        with self._lock:
-            self._free.extend(dirty)
+        self._discard_free(warm)
         return True
+
+    def _discard_free(self, frames: list[int]) -> None:
+        frames.sort()
+        self._runs(frames, self.mem.discard)
+        with self._lock:
+            self._free.extend(frames)
 
     def retire_tables(self, frames: list[int]) -> None:
         """Let go of frames that were page tables (their address space is gone).

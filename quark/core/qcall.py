@@ -24,13 +24,15 @@ log = logging.getLogger("quark.core")
 
 class Poller:
     def __init__(self, machine: Any, serve: Callable[[], bool], window: float = 200e-6,
-                 idle: Callable[[], None] | None = None,
+                 idle: Callable[[], float | None] | None = None,
                  pending: Callable[[], bool] | None = None) -> None:
         self.efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         machine.add_doorbell(self.efd)
         self.serve = serve
-        self.idle = idle            # called before each sleep on the doorbell
+        # Called before each sleep on the doorbell; returns the longest that sleep
+        # may be (seconds) for work it will do when asked again, or None.
+        self.idle = idle
         # Asked after the barrier before a sleep: work a gate left without ringing
         # (it rings only when ``idle`` asked it to; see gate_fast's fast_committed).
         self.pending = pending
@@ -69,8 +71,7 @@ class Poller:
                 if monotonic() - last < window:
                     yield_cpu()          # lets vCPU threads have the GIL and the CPU
                     continue
-                if self.idle is not None:
-                    self.idle()
+                timeout = self.idle() if self.idle is not None else None
                 # About to sleep: gates must ring again. The eventfd read below is a
                 # locked instruction in the host kernel, so the cleared flags are
                 # visible before the last pass reads the slots (see gate_qcall).
@@ -85,7 +86,7 @@ class Poller:
                     polling(True)
                     last = monotonic()
                     continue
-                p.poll()
+                p.poll(None if timeout is None else timeout * 1000.0)
                 polling(True)
                 self.wakeups += 1
                 last = monotonic()

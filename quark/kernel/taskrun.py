@@ -20,10 +20,12 @@ import logging
 import select
 import signal
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
 from quark.core import kvm_ffi
+from quark.core.memory import WARM_QUIET
 from quark.core.guest.layout import (
     KBASE,
     MB_STATE,
@@ -339,19 +341,26 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
-def qcall_idle(k: Any) -> None:
+def qcall_idle(k: Any) -> float | None:
     """The poller is about to sleep: a pending write-behind run reaches the host
     now, so host readers see it within the poller's window; a gate filling a write
-    ring is asked to ring the doorbell after its next write; frames of finished
-    address spaces are discarded (a quiet sandbox holds none back)."""
+    ring is asked to ring the doorbell after its next write; the frames finished
+    address spaces left are discarded once none has come for WARM_QUIET (a quiet
+    sandbox holds none back, a busy one reuses them). Returns how long the poller
+    may sleep before asking again (None: until a doorbell)."""
     wb = k.write_behind
     if wb.file is not None:
         with k.lock:
             wb.flush()
             wb.want_kick()
     alloc = k.machine.alloc
-    if alloc.dirty:     # a quiet sandbox keeps no undiscarded frames (free_dead)
-        alloc.clean_dirty()
+    if not alloc.warm:
+        return None
+    wait = alloc.warm_since + WARM_QUIET - time.monotonic()
+    if wait > 0:
+        return wait
+    alloc.clean_warm()
+    return None
 
 
 

@@ -143,7 +143,7 @@ class AddressSpace:
         prot = e & PROT_MASK
         if self.alloc.holders(f) > 1:
             try:
-                new = self.alloc.alloc()
+                new = self.alloc.alloc_overwritten(1)[0]    # copied over whole
             except OutOfMemory:
                 raise LinuxError(ENOMEM) from None
             self.buf[new:new + PAGE] = self.buf[f:f + PAGE]

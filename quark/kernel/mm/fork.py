@@ -80,7 +80,7 @@ def copy_small(mm: AddressSpace, child: AddressSpace) -> None:
             plain.append((page, e))
     _share_many_into(mm, child, shared)
     try:
-        new = mm.alloc.alloc_many(len(plain))
+        new = mm.alloc.alloc_overwritten(len(plain))     # each is copied over whole
     except OutOfMemory:
         child.release()
         raise LinuxError(ENOMEM) from None

@@ -127,22 +127,73 @@ def test_running_out_of_frames_drops_the_shadows_first() -> None:
     assert len(drops) == 1
 
 
-def test_frames_of_a_dead_space_are_discarded_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(memory, "DIRTY_BATCH", 4)
+def test_frames_of_a_dead_space_are_kept_and_zeroed_when_reused() -> None:
     drops: list[int] = []
     a = _allocator(drops)
     mine = [a.alloc() for _ in range(3)]
     shared = a.alloc()
     a.share(shared)                                       # a fork's other holder
     for f in mine:
-        a.mem.map[f:f + 8] = b"\xaa" * 8
+        a.mem.map[f:f + L.PAGE] = b"\xaa" * L.PAGE
+    discards: list[tuple[int, int]] = []
+    real = a.mem.discard
+    a.mem.discard = lambda pa, n: (discards.append((pa, n)), real(pa, n))  # type: ignore[method-assign]
     a.free_dead(mine + [shared])
     assert a.holders(shared) == 1 and a.in_use == 1       # shared: one holder fewer
-    assert not set(a.alloc_many(8)) & set(mine)           # not reused undiscarded
-    a.free_dead([a.alloc()])                              # the fourth: discarded now
-    got = set(a.alloc_many(4))
-    assert set(mine) <= got
-    assert all(a.mem.map[f:f + 8] == bytes(8) for f in mine)
+    assert a.warm == 3 and not discards                   # kept: no madvise
+    got = [a.alloc(), *a.alloc_many(2)]
+    assert sorted(got) == sorted(mine) and a.warm == 0
+    assert all(a.mem.map[f:f + L.PAGE] == bytes(L.PAGE) for f in got)    # zeroed
+    assert a.in_use == 4 and not discards
+
+
+def test_overwritten_frames_come_kept_and_unzeroed() -> None:
+    a = _allocator([])
+    f = a.alloc()
+    a.mem.map[f:f + 8] = b"\xaa" * 8
+    a.free_dead([f])
+    got = a.alloc_overwritten(2)
+    assert got[0] == f and a.mem.map[f:f + 8] == b"\xaa" * 8    # its caller copies over it
+    assert a.in_use == 2
+
+
+def test_kept_frames_are_bounded_and_discarded_when_quiet(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "WARM_MAX", 4)
+    a = _allocator([])
+    frames = a.alloc_many(6)
+    for f in frames:
+        a.mem.map[f:f + 8] = b"\xaa" * 8
+    a.free_dead(frames)
+    assert a.warm == 4 and a.in_use == 0                  # the oldest two: discarded
+    assert all(a.mem.map[f:f + 8] == bytes(8) for f in frames[:2])
+    assert a.clean_warm() and a.warm == 0 and not a.clean_warm()
+    assert all(a.mem.map[f:f + 8] == bytes(8) for f in frames)
+    assert sorted(a.alloc_many(6)) == sorted(frames)
+
+
+def test_the_poller_sleeps_until_kept_frames_are_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from quark.kernel import taskrun
+    a = _allocator([])
+    k = SimpleNamespace(write_behind=SimpleNamespace(file=None), machine=SimpleNamespace(alloc=a))
+    assert taskrun.qcall_idle(k) is None                  # nothing kept: sleep on
+    a.free_dead([a.alloc()])
+    wait = taskrun.qcall_idle(k)
+    assert wait is not None and 0 < wait <= memory.WARM_QUIET and a.warm == 1
+    a.warm_since -= memory.WARM_QUIET
+    assert taskrun.qcall_idle(k) is None and a.warm == 0
+
+
+def test_running_out_uses_kept_frames_first() -> None:
+    a = _allocator([], frames=4)
+    frames = a.alloc_many(4)
+    a.free_dead(frames[:2])
+    assert sorted(a.alloc_many(2)) == sorted(frames[:2])
+    with pytest.raises(OutOfMemory):
+        a.alloc_many(1)
+    assert a.in_use == 4
 
 
 def test_without_drops_a_dead_space_frees_as_before() -> None:
