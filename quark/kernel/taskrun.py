@@ -196,6 +196,11 @@ def _syscall(t: Task, vcpu: Any, nr: int, raw: list[int], parked: Any) -> bool:
     if t.enter is not None:
         cr3, fs_base, regs = t.enter
         t.enter = None
+        if k.poke_poller is not None:
+            # A new program makes a dozen calls at once (brk, arch_prctl, rseq, ...)
+            # and the poller has slept through the exec: waking it now keeps them
+            # off the exit path (fork+exec of a static program: -9-10 %).
+            k.poke_poller()
         vcpu.enter_user(cr3, fs_base, regs)
         return _after_enter(t, vcpu)
     if t.set_regs is None and not is_restart(result) and not t.signal_pending() \
