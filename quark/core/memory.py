@@ -25,7 +25,8 @@ RETIRE_MIN = 256
 # VM's behind it), its discard ~6 µs of madvise, and zeroing a kept one ~0.3 µs. A
 # fork+exec of a small program frees ~100; beyond this many the oldest are
 # discarded, so a busy sandbox keeps at most 2 MiB of host memory this way, and a
-# quiet one none (clean_warm, WARM_QUIET after the last).
+# quiet one none: the QCall poller discards them WARM_QUIET seconds after the last
+# (taskrun.qcall_idle; on the exit path, where there is no poller, they stay).
 WARM_MAX = 512
 WARM_QUIET = 0.1
 _ZERO = bytes(PAGE)
