@@ -13,9 +13,9 @@ for the column, `quark template serve`): per-call latency of getpid, clock_getti
 /dev/zero and a 4 KiB pread of a regular file of the rootfs (bench/syscalls.c,
 compiled here with `gcc -static`; median of B batches, getpid also as the mean);
 the cost of a process, P forks (fork, _exit, waitpid) and P forks that exec a static
-no-op program (median of B batches); busybox `dd bs=4k count=2500` to a file of the rootfs in MB/s; the wall time and peak
-RSS of `run` of a bundle whose command is `echo hello` (K runs, each a full
-create/start/wait/delete); the CPU a sleeping container uses over S seconds; its PSS,
+no-op program (median of B batches); busybox `dd bs=4k count=2500` to a file of the
+rootfs in MB/s; the wall time and peak RSS of `run` of a bundle whose command is
+`echo hello` (K runs, each a full create/start/wait/delete); the CPU a sleeping container uses over S seconds; its PSS,
 and the marginal PSS of each extra sleeping sandbox (1 then M running). A runtime that
 is missing or fails shows "n/a" and the reason below the table. See bench/README.md.
 """

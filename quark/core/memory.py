@@ -82,13 +82,7 @@ class FrameAllocator:
 
     def alloc(self) -> int:
         if self._warm:
-            with self._lock:
-                pa = self._warm.pop() if self._warm else None
-                if pa is not None:
-                    self.in_use += 1
-            if pa is not None:
-                self.mem.map[pa:pa + PAGE] = _ZERO
-                return pa
+            return self.alloc_many(1)[0]
         try:
             return self._alloc()
         except OutOfMemory:
@@ -116,8 +110,8 @@ class FrameAllocator:
             return pa
 
     def alloc_many(self, n: int) -> list[int]:
-        """``n`` zeroed frames at once (a fault-around, a fork): one lock round for
-        all; all or none (OutOfMemory)."""
+        """``n`` zeroed frames at once (a fault-around, a fork); all or none
+        (OutOfMemory)."""
         out, warm = self._take(n)
         if warm:
             buf = self.mem.map
@@ -141,18 +135,21 @@ class FrameAllocator:
             self.in_use += take
         if take < n:
             try:
-                try:
-                    out += self._alloc_many(n - take)
-                except OutOfMemory:
-                    if not self._refill():
-                        raise
-                    out += self._alloc_many(n - take)
+                out += self._alloc_fresh(n - take)
             except OutOfMemory:
                 with self._lock:
                     self._warm.extend(out)
                     self.in_use -= take
                 raise
         return out, take
+
+    def _alloc_fresh(self, n: int) -> list[int]:
+        try:
+            return self._alloc_many(n)
+        except OutOfMemory:
+            if not self._refill():
+                raise
+        return self._alloc_many(n)
 
     def _alloc_many(self, n: int) -> list[int]:
         with self._lock:

@@ -25,7 +25,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from quark.core import kvm_ffi
-from quark.core.memory import WARM_QUIET
 from quark.core.guest.layout import (
     KBASE,
     MB_STATE,
@@ -34,6 +33,7 @@ from quark.core.guest.layout import (
     PORT_SYSCALL,
     QC_SUBMITTED,
 )
+from quark.core.memory import WARM_QUIET
 from quark.core.vcpu import user_rflags
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
