@@ -294,17 +294,17 @@ class Bench:
     def syscalls(self, col: Column) -> dict[str, float]:
         n = self.ns.iterations * (NATIVE_FACTOR if col.runtime == "native" else 1)
         data = str(self.rootfs / DATA_FILE) if col.runtime == "native" else "/" + DATA_FILE
-        res = self.run(col, ["/bin/syscalls", str(n), str(self.ns.batches), data])
-        try:
-            return dict(json.loads(res.stdout.strip().splitlines()[-1]))
-        except (ValueError, IndexError):
-            raise Unavailable(f"unexpected output: {_short(res.stdout)}") from None
+        return self._figures(col, [str(n), str(self.ns.batches), data])
 
     def spawns(self, col: Column) -> dict[str, float]:
         """`syscalls --spawn`: fork+_exit+waitpid, and fork+exec of a static no-op
         program+waitpid, --spawns times each in B batches (median batch)."""
         n = max(self.ns.spawns, self.ns.batches)
-        res = self.run(col, ["/bin/syscalls", "--spawn", str(n), str(self.ns.batches)])
+        return self._figures(col, ["--spawn", str(n), str(self.ns.batches)])
+
+    def _figures(self, col: Column, args: list[str]) -> dict[str, float]:
+        """Run /bin/syscalls ``args`` under col's runtime: the JSON it prints last."""
+        res = self.run(col, ["/bin/syscalls", *args])
         try:
             return dict(json.loads(res.stdout.strip().splitlines()[-1]))
         except (ValueError, IndexError):
