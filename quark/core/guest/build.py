@@ -15,13 +15,15 @@ dependency of the package exists.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 # tempfile (and the random it imports) and hashlib are imported where a build needs
 # them: a run only reads the built stub, and every run (and the template its runs
-# fork from) would otherwise carry ~0.2 MiB of modules it never calls.
+# fork from) would otherwise carry ~0.2 MiB of modules it never calls. (shutil is
+# not worth it: argparse imports it anyway.)
 
 GUEST_DIR = Path(__file__).resolve().parent
 
@@ -77,8 +79,6 @@ def _check_object(src: Path, obj: bytes) -> None:
 
 
 def _tool(name: str) -> str:
-    import shutil
-
     path = shutil.which(name)
     if path is None:
         raise GuestBuildError(f"'{name}' not found: install GNU binutils "
@@ -99,7 +99,6 @@ def assemble(src: Path, dst: Path) -> None:
     `dst` is replaced atomically, so concurrent builders never expose a partial file.
     Raises GuestBuildError with the assembler's own diagnostics on failure.
     """
-    import shutil
     import tempfile
 
     src, dst = Path(src), Path(dst)
@@ -129,7 +128,6 @@ VDSO_FLAGS = [
 
 def compile_vdso(src: Path, dst: Path) -> None:
     """Compile the vDSO C source `src` (with `<stem>.map`, its version script) to `dst`."""
-    import shutil
     import tempfile
 
     src, dst = Path(src), Path(dst)
@@ -207,8 +205,6 @@ def ensure_built() -> Path:
         dst = out / (src.stem + ".so")
         if not _fresh(src, dst):
             if out != GUEST_DIR:
-                import shutil
-
                 for extra in (src, src.with_suffix(".map"), src.with_suffix(".lds")):
                     shutil.copyfile(extra, out / extra.name)
                 src = out / src.name
