@@ -62,7 +62,7 @@ class FrameAllocator:
         self.drop_shadows: Callable[[], None] | None = None
         self._retired: list[int] = []       # discarded, waiting for drop_shadows
         self._warm: list[int] = []          # free, old bytes, host page kept (free_dead)
-        self.warm_since = 0.0               # monotonic time of the last free_dead
+        self._warm_since = 0.0              # monotonic time of the last free_dead
         self.retire_batch = max(RETIRE_MIN, mem.size // PAGE // RETIRE_SHARE)
 
     def share(self, pa: int) -> None:
@@ -200,11 +200,7 @@ class FrameAllocator:
             frames = kept
             if not frames:
                 return
-        frames = sorted(frames)
-        self._runs(frames, self.mem.discard)
-        with self._lock:
-            self._free.extend(frames)
-            self.in_use -= len(frames)
+        self._discard_free(list(frames), in_use=True)
 
     def free_dead(self, frames: list[int]) -> None:
         """Let go of the frames of an address space nothing runs on any more (exit,
@@ -223,7 +219,7 @@ class FrameAllocator:
             warm = self._warm
             warm.extend(owned)
             self.in_use -= len(owned)
-            self.warm_since = time.monotonic()
+            self._warm_since = time.monotonic()
             spill = len(warm) - WARM_MAX
             if spill <= 0:
                 return
@@ -236,6 +232,17 @@ class FrameAllocator:
         """How many freed frames free_dead keeps undiscarded."""
         return len(self._warm)
 
+    def clean_warm_when_quiet(self) -> float | None:
+        """Discard the kept frames if none has come for WARM_QUIET; else the
+        seconds until that is so (None: nothing is kept any more)."""
+        if not self._warm:
+            return None
+        wait = self._warm_since + WARM_QUIET - time.monotonic()
+        if wait > 0:
+            return wait
+        self.clean_warm()
+        return None
+
     def clean_warm(self) -> bool:
         """Discard the frames free_dead kept (their host memory goes back) and make
         them free; True if any."""
@@ -246,11 +253,15 @@ class FrameAllocator:
         self._discard_free(warm)
         return True
 
-    def _discard_free(self, frames: list[int]) -> None:
+    def _discard_free(self, frames: list[int], in_use: bool = False) -> None:
+        """Discard ``frames`` (sorted here, in runs) and make them free; ``in_use``:
+        they were still counted in use."""
         frames.sort()
         self._runs(frames, self.mem.discard)
         with self._lock:
             self._free.extend(frames)
+            if in_use:
+                self.in_use -= len(frames)
 
     def retire_tables(self, frames: list[int]) -> None:
         """Let go of frames that were page tables (their address space is gone).

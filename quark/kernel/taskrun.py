@@ -20,7 +20,6 @@ import logging
 import select
 import signal
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -33,7 +32,6 @@ from quark.core.guest.layout import (
     PORT_SYSCALL,
     QC_SUBMITTED,
 )
-from quark.core.memory import WARM_QUIET
 from quark.core.vcpu import user_rflags
 from quark.kernel.abi import linux as L
 from quark.kernel.errors import LinuxError
@@ -358,14 +356,7 @@ def qcall_idle(k: Any) -> float | None:
         with k.lock:
             wb.flush()
             wb.want_kick()
-    alloc = k.machine.alloc
-    if not alloc.warm:
-        return None
-    wait = alloc.warm_since + WARM_QUIET - time.monotonic()
-    if wait > 0:
-        return wait
-    alloc.clean_warm()
-    return None
+    return k.machine.alloc.clean_warm_when_quiet()  # type: ignore[no-any-return]
 
 
 

@@ -182,7 +182,7 @@ def test_the_poller_sleeps_until_kept_frames_are_due(monkeypatch: pytest.MonkeyP
     a.free_dead([a.alloc()])
     wait = taskrun.qcall_idle(k)
     assert wait is not None and 0 < wait <= memory.WARM_QUIET and a.warm == 1
-    a.warm_since -= memory.WARM_QUIET
+    a._warm_since -= memory.WARM_QUIET
     assert taskrun.qcall_idle(k) is None and a.warm == 0
 
 
