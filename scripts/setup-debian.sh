@@ -71,11 +71,10 @@ rm -rf "$REPO"/plugins/*/build "$REPO"/plugins/*/*.egg-info
 # write: compile it now for the standard library, the site-packages and this
 # checkout, so that no command compiles at start (or every time, run by a user who
 # cannot write there).
+mapfile -t libdirs < <("$PY" -c 'import sysconfig
+print("\n".join(dict.fromkeys(sysconfig.get_path(k) for k in ("stdlib", "purelib", "platlib"))))')
 "$PY" -OO -m compileall -q -j 0 -x '/(test|tests|idlelib|lib2to3|tkinter|turtledemo)/' \
-    "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
-    "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-    "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("platlib"))')" \
-    "$REPO/quark" "$REPO/plugins" >/dev/null ||
+    "${libdirs[@]}" "$REPO/quark" "$REPO/plugins" >/dev/null ||
     echo "==> note: some files did not byte-compile (each compiles when imported)"
 # The console script lands in the interpreter's scripts directory, which may not be on
 # PATH (a venv) or not yet shimmed (pyenv): make `quark` resolve to it.
