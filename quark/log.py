@@ -5,8 +5,10 @@ Two formats, the ones runc writes for containerd and podman to read:
 - text: logfmt, `time=... level=info msg="..." key=value`
 
 `setup_logging()` configures structlog once per process; before it (or if the file
-cannot be opened) log calls go nowhere. structlog is imported only here and only when
-logging is set up, so commands that do not log start faster.
+cannot be opened) log calls go nowhere. structlog is imported only here, and only
+when a record is to be written: importing it costs ~50 ms (its stdlib module imports
+asyncio), which start, kill and delete would pay on every call for the warnings they
+seldom write (podman calls two of them for each container).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any, TextIO
 
@@ -22,6 +25,10 @@ from .config import LogConfig
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _file: TextIO | None = None
+# Set up, but structlog not imported yet: the configuration the first record applies.
+_pending: LogConfig | None = None
+# Records below this level go nowhere: the set-up level, or none before set-up.
+_threshold = 100
 _phases: list[tuple[str, float]] = [("main", time.monotonic())]
 
 
@@ -74,8 +81,7 @@ class _ToStructlog(logging.Handler):
     the structlog file, so nothing of ours reaches the container's stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        import structlog
-        log = structlog.get_logger(record.name)
+        log = _structlog().get_logger(record.name)
         kw: dict[str, Any] = {"logger": record.name}
         if record.exc_info:
             kw["exc_info"] = record.exc_info
@@ -106,21 +112,33 @@ def _configure_silent(structlog: Any) -> None:
 
 
 def setup_logging(cfg: LogConfig) -> bool:
-    """Send structlog output to `cfg.path` in `cfg.format` at `cfg.level` and above.
+    """Send structlog output to `cfg.path` in `cfg.format` at `cfg.level` and above
+    (structlog is configured now if it is imported, else by the first record).
 
     Returns False (and logs nothing) when the file cannot be opened.
     """
-    global _file
-    import structlog
-
+    global _file, _pending, _threshold
     f = _open(cfg.path)
+    _pending = None
     if f is None:
-        _configure_silent(structlog)
+        _threshold = 100
+        if "structlog" in sys.modules:
+            _configure_silent(sys.modules["structlog"])
         _bridge_stdlib(cfg.level, False)
         return False
     if _file is not None and _file is not f:
         _file.close()
     _file = f
+    _threshold = _LEVELS[cfg.level]
+    if "structlog" in sys.modules:
+        _configure(sys.modules["structlog"], cfg, f)
+    else:
+        _pending = cfg
+    _bridge_stdlib(cfg.level, True)
+    return True
+
+
+def _configure(structlog: Any, cfg: LogConfig, f: TextIO) -> None:
     common: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -140,8 +158,19 @@ def setup_logging(cfg: LogConfig) -> bool:
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[cfg.level]),
         cache_logger_on_first_use=False,
     )
-    _bridge_stdlib(cfg.level, True)
-    return True
+
+
+def _structlog() -> Any:
+    """structlog, imported and configured as set up (see setup_logging)."""
+    global _pending
+    import structlog
+
+    if _pending is not None and _file is not None:
+        cfg, _pending = _pending, None
+        _configure(structlog, cfg, _file)
+    elif not structlog.is_configured():
+        _configure_silent(structlog)     # before setup_logging: nowhere, never stdout
+    return structlog
 
 
 def flush() -> None:
@@ -154,15 +183,59 @@ def flush() -> None:
 
 
 def get_logger(name: str | None = None, **context: Any) -> Any:
-    """A structlog logger bound to `logger=name` and `context`."""
-    import structlog
-
-    if not structlog.is_configured():
-        _configure_silent(structlog)     # before setup_logging: nowhere, never stdout
-    log = structlog.get_logger()
+    """A structlog logger bound to `logger=name` and `context` (while structlog is not
+    imported, a stand-in that imports it for the first record that goes somewhere)."""
     if name:
         context["logger"] = name
+    if "structlog" not in sys.modules:
+        return _Deferred(context)
+    log = _structlog().get_logger()
     return log.bind(**context) if context else log
+
+
+class _Deferred:
+    """get_logger's logger before structlog is imported. A record below the set-up
+    level (any record, before set-up) is dropped here, as structlog's filtering
+    logger would drop it; anything else goes to the real logger."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self._context = context
+
+    def _real(self) -> Any:
+        log = _structlog().get_logger()
+        return log.bind(**self._context) if self._context else log
+
+    def bind(self, **values: Any) -> _Deferred:
+        return _Deferred({**self._context, **values})
+
+    def log(self, level: int, event: Any = None, *args: Any, **kw: Any) -> None:
+        if level >= _threshold:
+            self._real().log(level, event, *args, **kw)
+
+    def debug(self, event: Any = None, *args: Any, **kw: Any) -> None:
+        if _LEVELS["debug"] >= _threshold:
+            self._real().debug(event, *args, **kw)
+
+    def info(self, event: Any = None, *args: Any, **kw: Any) -> None:
+        if _LEVELS["info"] >= _threshold:
+            self._real().info(event, *args, **kw)
+
+    def warning(self, event: Any = None, *args: Any, **kw: Any) -> None:
+        if _LEVELS["warning"] >= _threshold:
+            self._real().warning(event, *args, **kw)
+
+    def error(self, event: Any = None, *args: Any, **kw: Any) -> None:
+        if _LEVELS["error"] >= _threshold:
+            self._real().error(event, *args, **kw)
+
+    def exception(self, event: Any = None, *args: Any, **kw: Any) -> None:
+        if _LEVELS["error"] >= _threshold:
+            self._real().exception(event, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)    # the rest of structlog's API
 
 
 def write_error(path: str | None, fmt: str, msg: str) -> None:
