@@ -15,7 +15,8 @@ compiled here with `gcc -static`; median of B batches, getpid also as the mean);
 the cost of a process, P forks (fork, _exit, waitpid) and P forks that exec a static
 no-op program (median of B batches); busybox `dd bs=4k count=2500` to a file of the
 rootfs in MB/s; the wall time and peak RSS of `run` of a bundle whose command is
-`echo hello` (K runs, each a full create/start/wait/delete); the CPU a sleeping container uses over S seconds; its PSS,
+`echo hello` (K runs, each a full create/start/wait/delete); `podman run --rm` of
+the same (K runs: conmon calls the runtime's create, start and delete); the CPU a sleeping container uses over S seconds; its PSS,
 and the marginal PSS of each extra sleeping sandbox (1 then M running). A runtime that
 is missing or fails shows "n/a" and the reason below the table. See bench/README.md.
 """
@@ -56,6 +57,7 @@ RUNSC_FLAGS = ["--network=none"]
 DATA_FILE = "bench.dat"       # in the rootfs: what pread4k reads (64 KiB)
 DD_FILE = "dd.out"            # in the rootfs: what dd writes
 DD_COUNT = 2500
+PODMAN_IMAGE = "localhost/quark-bench-busybox:latest"
 SLEEP_S = 60                  # sleeping containers are killed when measured
 SETTLE_S = 2.0                # after sleepers are up, before they are sampled
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -201,6 +203,8 @@ class Bench:
         self.ns = ns
         self.rootfs = workdir / "rootfs"
         self.seq = 0
+        self._podman_env: dict[str, str] | None = None
+        self._podman_error = ""
         src = REPO / "bench" / "syscalls.c"
         self.prog = workdir / "syscalls"
         subprocess.run(["gcc", "-static", "-O2", "-o", str(self.prog), str(src)], check=True)
@@ -378,6 +382,91 @@ class Bench:
         return self.echo(Column(col.label, col.runtime, {**col.env, "QUARK_PLUGINS": "none"},
                                 col.template))
 
+    def podman(self, col: Column) -> dict[str, Any]:
+        """`podman run --rm --network=none` of echo, K times (after one not counted):
+        what a podman user waits for, conmon and the runtime's create, start and
+        delete included. podman's configuration and vfs storage are the bench's own,
+        as in tests/clients/test_podman.py. quark's create does not go through a
+        template: a template column measures the same as qcall here."""
+        if col.runtime == "native":
+            raise Unavailable("no OCI runtime")
+        if shutil.which("podman") is None:
+            raise Unavailable("podman not installed")
+        podman_env = self._podman_setup()
+        base = ["podman", "--cgroup-manager=cgroupfs"]
+        if col.runtime == "runc":
+            base += ["--runtime", str(shutil.which("runc"))]
+        elif col.runtime == "runsc":
+            base += ["--runtime", str(shutil.which("runsc")),
+                     *(f"--runtime-flag={f.lstrip('-')}" for f in RUNSC_FLAGS)]
+        else:
+            # conmon does not pass podman's environment on: a script sets what
+            # self.env() sets for the other rows.
+            # (Named quark: podman knows a runtime by its file's name.)
+            shim = self.dir / "podman" / col.label.replace(" ", "-") / "quark"
+            shim.parent.mkdir(exist_ok=True)
+            env = self.env(col)
+            keep = ("PYTHONPATH", "QUARK_PYTHON", "QUARK_TEMPLATE", *col.env)
+            shim.write_text("#!/bin/sh\n" + "".join(
+                f"export {k}={shlex.quote(env[k])}\n" for k in keep)
+                + f'exec {shlex.quote(str(LAUNCHER))} "$@"\n')
+            shim.chmod(0o755)
+            base += ["--runtime", str(shim)]
+        argv = [*base, "run", "--rm", "--network=none", PODMAN_IMAGE, "/bin/echo", "hello"]
+        times: list[float] = []
+        for i in range(self.ns.runs + 1):
+            t0 = time.monotonic()
+            try:
+                p = subprocess.run(argv, env=podman_env, capture_output=True,
+                                   text=True, timeout=self.ns.timeout)
+            except subprocess.TimeoutExpired:
+                raise Unavailable(f"podman run took over {self.ns.timeout:g} s") from None
+            if p.returncode != 0 or p.stdout != "hello\n":
+                raise Unavailable(f"podman run: exit {p.returncode}: "
+                                  f"{_short(p.stderr or p.stdout)}")
+            if i:
+                times.append(time.monotonic() - t0)
+        return {"seconds": times}
+
+    def _podman_setup(self) -> dict[str, str]:
+        """podman's configuration and storage in the work dir, and the rootfs
+        imported as PODMAN_IMAGE (at the first call): the environment podman runs
+        with."""
+        if self._podman_env is not None:
+            return self._podman_env
+        if self._podman_error:
+            raise Unavailable(self._podman_error)
+        d = self.dir / "podman"
+        d.mkdir()
+        (d / "containers.conf").write_text(f"""\
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+log_driver = "k8s-file"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "{d / 'tmp'}"
+runtime_supports_json = ["crun", "runc", "runsc", "quark"]
+""")
+        (d / "storage.conf").write_text(f"""\
+[storage]
+driver = "vfs"
+runroot = "{d / 'run'}"
+graphroot = "{d / 'graph'}"
+""")
+        env = dict(os.environ, CONTAINERS_CONF=str(d / "containers.conf"),
+                   CONTAINERS_STORAGE_CONF=str(d / "storage.conf"))
+        tar = d / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(self.rootfs), "-cf", str(tar), "."], check=True)
+        p = subprocess.run(["podman", "import", str(tar), PODMAN_IMAGE], env=env,
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            self._podman_error = f"podman import: {_short(p.stderr)}"
+            raise Unavailable(self._podman_error)
+        self._podman_env = env
+        return env
+
     def sleepers(self, col: Column) -> dict[str, Any]:
         """Idle CPU of one sleeping container over S s, its memory, then the marginal
         memory of M-1 more (all foreground `run`s, each a process tree of its own)."""
@@ -462,7 +551,7 @@ def precheck(runtime: str) -> None:
         raise Unavailable("/dev/kvm missing or not read-write")
 
 
-MEASUREMENTS = ("syscalls", "spawns", "dd", "echo", "echo_nonet", "sleepers")
+MEASUREMENTS = ("syscalls", "spawns", "dd", "echo", "echo_nonet", "podman", "sleepers")
 
 
 def measure(bench: Bench, columns: list[Column]) -> dict[str, Any]:
@@ -528,6 +617,8 @@ def rows(ns: argparse.Namespace) -> list[tuple[str, str, Callable[[dict[str, Any
         (f"run busybox echo peak RSS (MiB, max of {ns.runs})", "echo",
          lambda d: _mib(max(d["maxrss_kib"]))),
         (f"run echo, netns left empty (ms, median of {ns.runs})", "echo_nonet",
+         lambda d: f"{statistics.median(d['seconds']) * 1000:.1f}"),
+        (f"podman run --rm echo (ms, median of {ns.runs})", "podman",
          lambda d: f"{statistics.median(d['seconds']) * 1000:.1f}"),
         (f"idle sleeping container (% of a CPU, {ns.idle_seconds:g} s)", "sleepers",
          lambda d: f"{d['idle_cpu_pct']:.2f}"),
