@@ -113,9 +113,9 @@ def _lifecycle_logging(cfg: Config) -> None:
 
 def _cmd_create(ns: argparse.Namespace, cfg: Config) -> int:
     from .oci import lifecycle
-    from .oci.spec import load_bundle
+    from .oci.spec import load_bundle, wire_network_default
 
-    spec = load_bundle(ns.bundle or os.getcwd(), ns.id)
+    spec = wire_network_default(load_bundle(ns.bundle or os.getcwd(), ns.id), False)
     _lifecycle_logging(cfg)
     return lifecycle.create(spec, cfg, ns.root, pid_file=_abs_or_none(ns.pid_file),
                             console_socket=ns.console_socket, preserve_fds=ns.preserve_fds,

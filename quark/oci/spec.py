@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -92,7 +92,27 @@ class SandboxSpec:
     namespaces: tuple[Namespace, ...] = ()
     netns_path: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    # A new network namespace is handed to the network plugins (net_bridge) to wire;
+    # False: it stays empty, loopback only (see wire_network_default).
+    wire_network: bool = True
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+# Whether the network plugins wire a new network namespace: "plugins" (net_bridge
+# gives it a veth on the bridge) or "none" (it stays empty, loopback only).
+NETWORK_ANNOTATION = "org.quark.network"
+NETWORK_CHOICES = ("plugins", "none")
+
+
+def wire_network_default(spec: SandboxSpec, wire: bool) -> SandboxSpec:
+    """``spec`` with the command's default for wiring a new network namespace, unless
+    its NETWORK_ANNOTATION chose. ``run`` (a person) wires; ``create`` does not:
+    podman, containerd, docker and CRI call create, and there a new namespace
+    without a path means no network (``--network=none``), which runc, runsc and
+    Kata leave empty. Their networks come as a namespace path, or from a hook."""
+    if NETWORK_ANNOTATION in spec.annotations:
+        return spec
+    return replace(spec, wire_network=wire)
 
 
 def network_entry(spec: Any) -> Namespace | None:
@@ -256,6 +276,10 @@ def _annotations(config: dict[str, Any]) -> dict[str, str]:
         if not isinstance(v, str):
             raise OciError(f"config.json: annotations[{k!r}] must be a string, "
                            f"not {_typename(v)}")
+    net = ann.get(NETWORK_ANNOTATION)
+    if net is not None and net not in NETWORK_CHOICES:
+        raise OciError(f"config.json: annotations[{NETWORK_ANNOTATION!r}] must be "
+                       f"{' or '.join(map(repr, NETWORK_CHOICES))}, not {net!r}")
     return dict(ann)
 
 
@@ -298,6 +322,7 @@ def parse_config(config: Any, *, bundle: Path | None, container_id: str) -> Sand
     linux = _get(config, "linux", dict, "", default={})
     namespaces = _namespaces(linux)
     netns = next((n.path for n in namespaces if n.type == "network"), None)
+    annotations = _annotations(config)
 
     return SandboxSpec(
         id=validate_id(container_id),
@@ -318,6 +343,7 @@ def parse_config(config: Any, *, bundle: Path | None, container_id: str) -> Sand
         rlimits=_rlimits(process),
         namespaces=namespaces,
         netns_path=netns,
-        annotations=_annotations(config),
+        annotations=annotations,
+        wire_network=annotations.get(NETWORK_ANNOTATION) != "none",
         raw=config,
     )

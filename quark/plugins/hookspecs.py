@@ -35,8 +35,10 @@ def quark_network_setup(spec: SandboxSpec, netns_path: str,
 
     Called only when config.json asks for a new network namespace (a ``network``
     entry without ``path``); when it names one, whoever made it (podman, containerd,
-    a CNI plugin) has configured it, and this hook is not called. Loopback is already
-    up. Runs in the network namespace ``quark`` was started in (the "host" side), so
+    a CNI plugin) has configured it, and this hook is not called. Nor is it for a
+    namespace the container is to keep empty (``spec.wire_network`` False: ``quark
+    create`` without annotation ``org.quark.network = "plugins"``, or that annotation
+    set to ``"none"``). Loopback is already up. Runs in the network namespace ``quark`` was started in (the "host" side), so
     an implementation can create links there and move one end into ``netns_path``.
 
     :param spec: the container's checked configuration (``spec.raw`` is config.json).

@@ -8,7 +8,9 @@ as for runc:
 - a ``network`` entry without a path: a new, empty namespace with loopback up, which
   the ``quark_network_setup`` plugins (e.g. net_bridge) then wire to the host; or,
   in a template's run, one a plugin wired ahead and hands over
-  (``quark_network_adopt``);
+  (``quark_network_adopt``). Unless ``spec.wire_network`` is False (``create``,
+  what OCI clients call, and annotation ``org.quark.network = "none"``): then it
+  stays empty, as runc leaves it (quark.oci.spec.wire_network_default);
 - no ``network`` entry: stay in the caller's namespace.
 
 Some facts this rests on:
@@ -113,7 +115,7 @@ def enter(spec: Any, plugins: Any) -> NetworkState:
             raise NetnsError(f"joining network namespace {entry.path}: "
                              f"{(e.strerror or str(e)).lower()}") from e
         return NetworkState("joined", entry.path)
-    return _create(spec, plugins)
+    return _create(spec, plugins if getattr(spec, "wire_network", True) else None)
 
 
 # A template's run (quark.template): a namespace it made with prepare() while it

@@ -70,6 +70,15 @@ def test_run_rm_echo(podman: Cmd) -> None:
     assert (p.returncode, p.stdout) == (0, "hello from quark\n"), p.stderr
 
 
+def test_network_none_is_loopback_only(podman: Cmd) -> None:
+    """--network=none: podman asks for a new namespace without a path, which runc
+    leaves empty. net_bridge (installed here) must stay out of it: `create`, what
+    conmon calls, does not wire one unless the bundle asks."""
+    p = run(podman, IMAGE, "ip", "-o", "link", "show")
+    assert p.returncode == 0, p.stderr
+    assert [line.split(":")[1].strip() for line in p.stdout.splitlines()] == ["lo"], p.stdout
+
+
 @pytest.mark.parametrize("code", [0, 3, 42])
 def test_exit_codes(podman: Cmd, code: int) -> None:
     p = run(podman, IMAGE, "sh", "-c", f"exit {code}")

@@ -33,6 +33,15 @@ def quark(env: dict[str, str], root: Path, *args: str, timeout: float = 60) -> A
         return subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
 
 
+def wired(bundle: Path, how: str = "plugins") -> Path:
+    """Ask (annotation org.quark.network) for net_bridge's wiring, which `create` (what
+    OCI clients call) leaves out by default; or for none."""
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg.setdefault("annotations", {})["org.quark.network"] = how
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    return bundle
+
+
 def _ns_inode(pid: int) -> int:
     return os.stat(f"/proc/{pid}/ns/net").st_ino
 
@@ -59,7 +68,8 @@ def _netns_alive(inode: int, pid: int) -> bool:
 def test_http_between_containers_and_from_host(bridge_env: dict[str, str],
                                                tmp_path: Path) -> None:
     root = tmp_path / "state"
-    srv = make_busybox_bundle(tmp_path / "srv", ["httpd", "-f", "-p", "80", "-h", "/www"])
+    srv = wired(make_busybox_bundle(tmp_path / "srv",
+                                    ["httpd", "-f", "-p", "80", "-h", "/www"]))
     (srv / "rootfs" / "www").mkdir()
     (srv / "rootfs" / "www" / "index.html").write_text("hello over the bridge\n")
     sid, cid = f"srv-{os.getpid()}", f"cli-{os.getpid()}"
@@ -101,7 +111,7 @@ def test_http_between_containers_and_from_host(bridge_env: dict[str, str],
 
 def test_delete_force_after_crash(bridge_env: dict[str, str], tmp_path: Path) -> None:
     root = tmp_path / "state"
-    b = make_busybox_bundle(tmp_path / "b", ["sleep", "60"])
+    b = wired(make_busybox_bundle(tmp_path / "b", ["sleep", "60"]))
     cid = f"crash-{os.getpid()}"
     assert quark(bridge_env, root, "create", "--bundle", str(b), cid).returncode == 0
     pid = json.loads(quark(bridge_env, root, "state", cid).stdout)["pid"]
@@ -120,7 +130,7 @@ def test_concurrent_creates_get_distinct_addresses(bridge_env: dict[str, str],
                                                    tmp_path: Path) -> None:
     import sys
     root = tmp_path / "state"
-    b = make_busybox_bundle(tmp_path / "b", ["sleep", "60"])
+    b = wired(make_busybox_bundle(tmp_path / "b", ["sleep", "60"]))
     ids = [f"par{i}-{os.getpid()}" for i in range(4)]
     procs = [subprocess.Popen([sys.executable, "-m", "quark.cli", "--root", str(root),
                                "create", "--bundle", str(b), i],
@@ -137,6 +147,43 @@ def test_concurrent_creates_get_distinct_addresses(bridge_env: dict[str, str],
         for i in ids:
             quark(bridge_env, root, "delete", "--force", i)
     assert json.loads(Path(bridge_env["QUARK_TEST_LEASES"]).read_text())["leases"] == {}
+
+
+def _links(pid: int) -> list[str]:
+    """The link names in the network namespace of host process ``pid``."""
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+def test_create_leaves_a_new_namespace_empty(bridge_env: dict[str, str],
+                                             tmp_path: Path) -> None:
+    """What podman --network=none, ctr run and docker --network none ask for: a new
+    namespace with no path, which runc leaves empty (loopback only). `create` is
+    what they call, so net_bridge stays out unless the annotation asks."""
+    root = tmp_path / "state"
+    b = make_busybox_bundle(tmp_path / "b", ["sleep", "60"])
+    cid = f"nonet-{os.getpid()}"
+    r = quark(bridge_env, root, "create", "--bundle", str(b), cid)
+    assert r.returncode == 0, r.stderr
+    try:
+        pid = json.loads(quark(bridge_env, root, "state", cid).stdout)["pid"]
+        assert _ns_inode(pid) != os.stat("/proc/self/ns/net").st_ino
+        assert _links(pid) == ["lo"]
+        leases = Path(bridge_env["QUARK_TEST_LEASES"])
+        assert not leases.exists() or json.loads(leases.read_text())["leases"] == {}
+    finally:
+        assert quark(bridge_env, root, "delete", "--force", cid).returncode == 0
+
+
+def test_run_with_network_none_leaves_it_empty(bridge_env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    b = wired(make_busybox_bundle(tmp_path / "b", ["ip", "-o", "link", "show"]), "none")
+    r = quark(bridge_env, tmp_path / "state", "run", "--bundle", str(b), f"rn-{os.getpid()}")
+    assert r.returncode == 0, r.stderr
+    assert [line.split(":")[1].strip() for line in r.stdout.splitlines()] == ["lo"]
+    leases = Path(bridge_env["QUARK_TEST_LEASES"])
+    assert not leases.exists() or json.loads(leases.read_text())["leases"] == {}
 
 
 def test_joins_a_named_netns_and_plugin_stays_out(bridge_env: dict[str, str],

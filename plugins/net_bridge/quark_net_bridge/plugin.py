@@ -19,7 +19,10 @@ enters that namespace. A worker whose run does not claim it releases both.
 
 It stays out when config.json names a namespace (podman, containerd or Kubernetes
 made and configured it): Quark calls ``quark_network_setup`` only for namespaces it
-creates, and this plugin checks again.
+creates, and this plugin checks again. Quark also leaves out a namespace it creates
+for ``quark create`` (what those clients call: there a new namespace means
+``--network=none``) unless annotation ``org.quark.network = "plugins"`` asks, and
+one whose annotation says ``"none"`` (quark.oci.spec.wire_network_default).
 
 Settings, ``[net_bridge]`` in /etc/quark/config.toml (all optional):
 ``bridge = "quark0"``, ``subnet = "10.88.0.0/16"``, ``gateway`` (first address),

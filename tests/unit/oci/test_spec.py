@@ -178,3 +178,27 @@ def test_default_spec_matches_runc(tmp_path: Path, rootless: bool) -> None:
     assert theirs.pop("hostname") == "runc"
     assert ours == theirs
 
+
+
+@pytest.mark.parametrize("annotation, run, create", [
+    (None, True, False),            # run wires a new namespace; create leaves it empty
+    ("plugins", True, True),
+    ("none", False, False),
+])
+def test_who_wires_a_new_network_namespace(tmp_path: Path, annotation: str | None,
+                                           run: bool, create: bool) -> None:
+    from quark.oci.spec import wire_network_default
+    cfg = good()
+    if annotation is not None:
+        cfg["annotations"] = {"org.quark.network": annotation}
+    spec = load_bundle(write_bundle(tmp_path, cfg), "c1")
+    assert spec.wire_network is run
+    assert wire_network_default(spec, False).wire_network is create
+    assert wire_network_default(spec, True).wire_network is run
+
+
+def test_bad_network_annotation(tmp_path: Path) -> None:
+    cfg = good()
+    cfg["annotations"] = {"org.quark.network": "bridge"}
+    assert error_of(tmp_path, cfg) == ("config.json: annotations['org.quark.network'] "
+                                       "must be 'plugins' or 'none', not 'bridge'")
