@@ -76,7 +76,7 @@ def _warn(msg: str) -> None:
 
 def _new_state(spec: SandboxSpec) -> State:
     return State(id=spec.id, bundle=str(spec.bundle or ""), rootfs=str(spec.rootfs),
-                 annotations=dict(spec.annotations))
+                 annotations=dict(spec.annotations), network_plugins=spec.wire_network)
 
 
 def _sandbox(spec: SandboxSpec, cfg: Any, sdir: StateDir, systemd_cgroup: bool) -> Any:
@@ -305,7 +305,8 @@ def _network_teardown(container_id: str, plugins: Any = None) -> None:
 
 
 def _cleanup(sdir: StateDir, st: State | None, plugins: Any = None) -> None:
-    _network_teardown(sdir.id, plugins)
+    if st is None or st.network_plugins:
+        _network_teardown(sdir.id, plugins)     # loading the plugins: ~20 ms
     if st is not None:
         oci_hooks.run_hooks("poststop", _hooks_of(st), {**st.hook_state(), "status": "stopped"},
                             warn=_warn)

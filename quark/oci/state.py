@@ -72,6 +72,9 @@ class State:
     annotations: dict[str, str] = field(default_factory=dict)
     exit_status: int | None = None
     cgroup_dirs: list[str] = field(default_factory=list)
+    # False: the network plugins were never asked to set this container up (its new
+    # namespace stays empty), so delete need not load them to tear it down.
+    network_plugins: bool = True
 
     def alive(self) -> bool:
         """The sandbox process still runs (and is the one we started)."""
