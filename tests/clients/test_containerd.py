@@ -51,6 +51,14 @@ def test_run_rm(ctr: Cmd, flags: list[str]) -> None:
     assert "run-rm" not in ctr("container", "ls", "-q").stdout
 
 
+def test_new_network_namespace_is_loopback_only(ctr: Cmd, flags: list[str]) -> None:
+    """ctr run without --net-host or --cni: a new network namespace without a path,
+    which runc leaves empty; net_bridge (installed here) stays out of it."""
+    p = ctr("run", "--rm", *flags, BUSYBOX_REF, "netns-empty", "ip", "-o", "link", "show")
+    assert p.returncode == 0, p.stderr
+    assert [line.split(":")[1].strip() for line in p.stdout.splitlines()] == ["lo"], p.stdout
+
+
 def test_exit_code(ctr: Cmd, flags: list[str]) -> None:
     p = ctr("run", "--rm", *flags, BUSYBOX_REF, "exit-code", "sh", "-c", "exit 9")
     assert p.returncode == 9, p.stderr
