@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from quark.tools.bundle import bundle_config, make_rootfs  # noqa: E402
+from quark.tools.podman import podman_env  # noqa: E402
 
 RUNTIMES = ("native", "runc", "runsc", "quark")
 QUARK_PATHS = ("qcall", "exit", "template")
@@ -385,14 +386,14 @@ class Bench:
     def podman(self, col: Column) -> dict[str, Any]:
         """`podman run --rm --network=none` of echo, K times (after one not counted):
         what a podman user waits for, conmon and the runtime's create, start and
-        delete included. podman's configuration and vfs storage are the bench's own,
-        as in tests/clients/test_podman.py. quark's create does not go through a
+        delete included. podman's configuration and vfs storage are the bench's own
+        (quark.tools.podman). quark's create does not go through a
         template: a template column measures the same as qcall here."""
         if col.runtime == "native":
             raise Unavailable("no OCI runtime")
         if shutil.which("podman") is None:
             raise Unavailable("podman not installed")
-        podman_env = self._podman_setup()
+        penv = self._podman_setup()
         base = ["podman", "--cgroup-manager=cgroupfs"]
         if col.runtime == "runc":
             base += ["--runtime", str(shutil.which("runc"))]
@@ -417,7 +418,7 @@ class Bench:
         for i in range(self.ns.runs + 1):
             t0 = time.monotonic()
             try:
-                p = subprocess.run(argv, env=podman_env, capture_output=True,
+                p = subprocess.run(argv, env=penv, capture_output=True,
                                    text=True, timeout=self.ns.timeout)
             except subprocess.TimeoutExpired:
                 raise Unavailable(f"podman run took over {self.ns.timeout:g} s") from None
@@ -429,34 +430,16 @@ class Bench:
         return {"seconds": times}
 
     def _podman_setup(self) -> dict[str, str]:
-        """podman's configuration and storage in the work dir, and the rootfs
-        imported as PODMAN_IMAGE (at the first call): the environment podman runs
-        with."""
+        """podman's configuration and storage in the work dir (quark.tools.podman),
+        and the rootfs imported as PODMAN_IMAGE (at the first call): the environment
+        podman runs with."""
         if self._podman_env is not None:
             return self._podman_env
         if self._podman_error:
             raise Unavailable(self._podman_error)
         d = self.dir / "podman"
         d.mkdir()
-        (d / "containers.conf").write_text(f"""\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-log_driver = "k8s-file"
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "{d / 'tmp'}"
-runtime_supports_json = ["crun", "runc", "runsc", "quark"]
-""")
-        (d / "storage.conf").write_text(f"""\
-[storage]
-driver = "vfs"
-runroot = "{d / 'run'}"
-graphroot = "{d / 'graph'}"
-""")
-        env = dict(os.environ, CONTAINERS_CONF=str(d / "containers.conf"),
-                   CONTAINERS_STORAGE_CONF=str(d / "storage.conf"))
+        env = dict(os.environ, **podman_env(d))
         tar = d / "rootfs.tar"
         subprocess.run(["tar", "-C", str(self.rootfs), "-cf", str(tar), "."], check=True)
         p = subprocess.run(["podman", "import", str(tar), PODMAN_IMAGE], env=env,

@@ -193,6 +193,16 @@ def get_logger(name: str | None = None, **context: Any) -> Any:
     return log.bind(**context) if context else log
 
 
+def _at(level: str, method: str) -> Any:
+    """_Deferred's ``method``, which logs at ``level``."""
+    n = _LEVELS[level]
+
+    def call(self: _Deferred, event: Any = None, *args: Any, **kw: Any) -> None:
+        if n >= _threshold:
+            getattr(self._real(), method)(event, *args, **kw)
+    return call
+
+
 class _Deferred:
     """get_logger's logger before structlog is imported. A record below the set-up
     level (any record, before set-up) is dropped here, as structlog's filtering
@@ -214,25 +224,11 @@ class _Deferred:
         if level >= _threshold:
             self._real().log(level, event, *args, **kw)
 
-    def debug(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        if _LEVELS["debug"] >= _threshold:
-            self._real().debug(event, *args, **kw)
-
-    def info(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        if _LEVELS["info"] >= _threshold:
-            self._real().info(event, *args, **kw)
-
-    def warning(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        if _LEVELS["warning"] >= _threshold:
-            self._real().warning(event, *args, **kw)
-
-    def error(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        if _LEVELS["error"] >= _threshold:
-            self._real().error(event, *args, **kw)
-
-    def exception(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        if _LEVELS["error"] >= _threshold:
-            self._real().exception(event, *args, **kw)
+    debug = _at("debug", "debug")
+    info = _at("info", "info")
+    warning = _at("warning", "warning")
+    error = _at("error", "error")
+    exception = _at("error", "exception")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real(), name)    # the rest of structlog's API

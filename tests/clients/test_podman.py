@@ -1,9 +1,7 @@
 """podman 4.3 with conmon, running quark as its OCI runtime.
 
 The image is `podman import` of the busybox rootfs. podman's configuration is the
-test's own (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF; vfs storage under a temp dir):
-this VM lacks CAP_SYS_RESOURCE, so default_ulimits pins nofile/nproc, and quark is
-listed in runtime_supports_json so podman reads its JSON error log.
+test's own (quark.tools.podman: vfs storage under a temp dir).
 """
 
 from __future__ import annotations
@@ -16,6 +14,8 @@ from pathlib import Path
 import pytest
 from clientlib import Cmd, wait_for
 
+from quark.tools.podman import podman_env
+
 pytestmark = [pytest.mark.podman, pytest.mark.kvm, pytest.mark.timeout(300)]
 
 IMAGE = "localhost/quark-busybox:latest"
@@ -23,28 +23,9 @@ IMAGE = "localhost/quark-busybox:latest"
 
 @pytest.fixture(scope="module")
 def podman(quark_shim, busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Cmd:
-    d = tmp_path_factory.mktemp("podman")
-    conf = d / "containers.conf"
-    conf.write_text(f"""\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-log_driver = "k8s-file"
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "{d / 'tmp'}"
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "quark"]
-""")
-    storage = d / "storage.conf"
-    storage.write_text(f"""\
-[storage]
-driver = "vfs"
-runroot = "{d / 'run'}"
-graphroot = "{d / 'graph'}"
-""")
+    env = podman_env(tmp_path_factory.mktemp("podman"))
     cmd = Cmd(["podman", "--runtime", str(quark_shim.path), "--cgroup-manager=cgroupfs"],
-              env={"CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage)})
+              env=env)
     cmd("import", str(busybox_tar), IMAGE, check=True, timeout=120)
     return cmd
 
