@@ -16,8 +16,9 @@ the cost of a process, P forks (fork, _exit, waitpid) and P forks that exec a st
 no-op program (median of B batches); busybox `dd bs=4k count=2500` to a file of the
 rootfs in MB/s; the wall time and peak RSS of `run` of a bundle whose command is
 `echo hello` (K runs, each a full create/start/wait/delete); `podman run --rm` of
-the same (K runs: conmon calls the runtime's create, start and delete); the CPU a sleeping container uses over S seconds; its PSS,
-and the marginal PSS of each extra sleeping sandbox (1 then M running). A runtime that
+the same (K runs: conmon calls the runtime's create, start and delete); the CPU a
+sleeping container uses over S seconds; its PSS, and the marginal PSS of each extra
+sleeping sandbox (1 then M running). A runtime that
 is missing or fails shows "n/a" and the reason below the table. See bench/README.md.
 """
 

@@ -38,8 +38,9 @@ def quark_network_setup(spec: SandboxSpec, netns_path: str,
     a CNI plugin) has configured it, and this hook is not called. Nor is it for a
     namespace the container is to keep empty (``spec.wire_network`` False: ``quark
     create`` without annotation ``org.quark.network = "plugins"``, or that annotation
-    set to ``"none"``). Loopback is already up. Runs in the network namespace ``quark`` was started in (the "host" side), so
-    an implementation can create links there and move one end into ``netns_path``.
+    set to ``"none"``). Loopback is already up. Runs in the network namespace
+    ``quark`` was started in (the "host" side), so an implementation can create
+    links there and move one end into ``netns_path``.
 
     :param spec: the container's checked configuration (``spec.raw`` is config.json).
     :param netns_path: a path to the new namespace, usable with ``setns(2)`` (open
