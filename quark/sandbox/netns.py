@@ -115,7 +115,7 @@ def enter(spec: Any, plugins: Any) -> NetworkState:
             raise NetnsError(f"joining network namespace {entry.path}: "
                              f"{(e.strerror or str(e)).lower()}") from e
         return NetworkState("joined", entry.path)
-    return _create(spec, plugins if getattr(spec, "wire_network", True) else None)
+    return _create(spec, plugins if spec.wire_network else None)
 
 
 # A template's run (quark.template): a namespace it made with prepare() while it
