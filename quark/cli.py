@@ -93,7 +93,7 @@ def _early_worker(spec: SandboxSpec) -> None:
         return
     from .oci.spec import network_entry
     entry = network_entry(spec)
-    if entry is None or entry.path:
+    if entry is None or entry.path or not spec.wire_network:
         return
     from .plugins.entry_points import entries, wanted
     if wanted() == set() or not entries():

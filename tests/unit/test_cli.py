@@ -210,3 +210,29 @@ def test_bad_signal_is_one_line() -> None:
 
     with pytest.raises(OciError, match="unknown signal 'NOPE'"):
         parse_signal("NOPE")
+
+
+@pytest.mark.parametrize("annotation, forked", [(None, True), ("none", False)])
+def test_early_worker_only_for_a_namespace_the_plugins_wire(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, annotation: str | None,
+        forked: bool) -> None:
+    """A foreground run forks its worker early for net_bridge's netlink work; a run
+    whose new namespace stays empty (org.quark.network = "none") needs none."""
+    import sys
+
+    from quark.oci.spec import parse_config
+    from quark.plugins import entry_points
+    from quark.template import worker
+    cfg = default_spec(["true"], terminal=False)
+    if annotation:
+        cfg["annotations"] = {"org.quark.network": annotation}
+    (tmp_path / "rootfs").mkdir()
+    spec = parse_config(cfg, bundle=tmp_path, container_id="c1")
+    started: list[bool] = []
+    monkeypatch.setattr(entry_points, "wanted", lambda: None)
+    monkeypatch.setattr(entry_points, "entries", lambda: ["net_bridge"])
+    monkeypatch.setattr(worker, "start", lambda: started.append(True))
+    monkeypatch.setattr(worker, "sock", None)
+    monkeypatch.setitem(sys.modules, "quark.template.worker", worker)
+    cli._early_worker(spec)
+    assert started == ([True] if forked else [])
