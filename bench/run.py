@@ -407,10 +407,9 @@ class Bench:
             # (Named quark: podman knows a runtime by its file's name.)
             shim = self.dir / "podman" / col.label.replace(" ", "-") / "quark"
             shim.parent.mkdir(exist_ok=True)
-            env = self.env(col)
-            keep = ("PYTHONPATH", "QUARK_PYTHON", "QUARK_TEMPLATE", *col.env)
+            ours = {k: v for k, v in self.env(col).items() if os.environ.get(k) != v}
             shim.write_text("#!/bin/sh\n" + "".join(
-                f"export {k}={shlex.quote(env[k])}\n" for k in keep)
+                f"export {k}={shlex.quote(v)}\n" for k, v in ours.items())
                 + f'exec {shlex.quote(str(LAUNCHER))} "$@"\n')
             shim.chmod(0o755)
             base += ["--runtime", str(shim)]
