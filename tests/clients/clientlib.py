@@ -49,6 +49,11 @@ def wait_for(pred: Any, timeout: float = 20, what: str = "condition") -> None:
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def link_names(ip_o_link: str) -> list[str]:
+    """The interface names in the output of `ip -o link show`."""
+    return [line.split(":")[1].strip() for line in ip_o_link.splitlines()]
+
+
 def start_daemon(argv: list[str], log: Path, ready: Any, timeout: float = 30,
                  env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a daemon with its output in `log`; wait until ready() is true."""

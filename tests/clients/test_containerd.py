@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from clientlib import BUSYBOX_REF, Cmd, wait_for
+from clientlib import BUSYBOX_REF, Cmd, link_names, wait_for
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kvm, pytest.mark.timeout(300)]
 
@@ -56,7 +56,7 @@ def test_new_network_namespace_is_loopback_only(ctr: Cmd, flags: list[str]) -> N
     which runc leaves empty; net_bridge (installed here) stays out of it."""
     p = ctr("run", "--rm", *flags, BUSYBOX_REF, "netns-empty", "ip", "-o", "link", "show")
     assert p.returncode == 0, p.stderr
-    assert [line.split(":")[1].strip() for line in p.stdout.splitlines()] == ["lo"], p.stdout
+    assert link_names(p.stdout) == ["lo"], p.stdout
 
 
 def test_exit_code(ctr: Cmd, flags: list[str]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clientlib import Cmd, wait_for
+from clientlib import Cmd, link_names, wait_for
 
 from quark.tools.podman import podman_env
 
@@ -57,7 +57,7 @@ def test_network_none_is_loopback_only(podman: Cmd) -> None:
     conmon calls, does not wire one unless the bundle asks."""
     p = run(podman, IMAGE, "ip", "-o", "link", "show")
     assert p.returncode == 0, p.stderr
-    assert [line.split(":")[1].strip() for line in p.stdout.splitlines()] == ["lo"], p.stdout
+    assert link_names(p.stdout) == ["lo"], p.stdout
 
 
 @pytest.mark.parametrize("code", [0, 3, 42])
