@@ -12,8 +12,9 @@ wrote into this vCPU's mailbox, per fd below ``GATE_FDS``:
 - K_WRITE_RING: write(2) into the task's write ring, which write-behind drains into
   a rootfs file (fs/host/writebehind.py).
 
-Anything else, a length over ``FAST_MAX``, a buffer reaching past the user range,
-DF/TF/AC set: the call goes on to the host as before, which decides as Linux does.
+Anything else, a length over the gate's ``FAST_MAX`` (1 MiB, supervisor_pvm.S), a
+buffer reaching past the user range, DF/TF/AC set: the call goes on to the host as
+before, which decides as Linux does.
 
 The rules that keep grants true:
 - Only for a task whose fd table is its own and while no plugin observes calls
